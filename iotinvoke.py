@@ -1,0 +1,1729 @@
+"""Invoke an AWS Lambda function in another account with only an AWS IoT device certificate.
+
+    python3 iotinvoke.py [options] ENV [PAYLOAD]
+
+Three HTTPS calls, no AWS keys on the device:
+
+1. the AWS IoT credentials provider, over mutual TLS with the device certificate, returns
+   temporary credentials of the IoT account's role (the role alias);
+2. STS AssumeRole, signed with those, returns credentials of the environment's role in the
+   Lambda account (skipped in one-hop mode: an environment without ``role_arn``);
+3. Lambda Invoke, signed with the last credentials; the response payload goes to stdout.
+
+Credentials are cached on disk between calls (one process per call is the normal use), so a
+warm call makes only the third request. The exit status follows sysexits.h; see EXIT_CODES.
+
+Runtime dependencies: urllib3, botocore (its SigV4 signer only) and certifi. Python 3.9+.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+__version__ = "0.1.0"
+__all__ = [
+    "__version__",
+    "IotInvokeError",
+    "ConfigError",
+    "Config",
+    "Environment",
+    "Credentials",
+    "InvokeResult",
+    "Client",
+    "load_config",
+    "main",
+]
+
+# typing is imported for mypy only: it costs start-up time that every C caller pays.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO, Any, Callable, Mapping, TypeVar
+
+    import urllib3
+
+    _T = TypeVar("_T")
+
+
+# --- Exit statuses (sysexits.h), the contract with C callers -------------------------------------
+
+EX_OK = 0
+EX_FUNCTION_ERROR = 1  # the function ran and reported an error; its payload is on stdout
+EX_USAGE = 64  # bad command line, unknown environment
+EX_DATAERR = 65  # payload not JSON, or over Lambda's size limit
+EX_NOINPUT = 66  # certificate, key, CA or payload file missing or unreadable
+EX_UNAVAILABLE = 69  # permanent refusal: retrying will not help
+EX_SOFTWARE = 70  # internal error
+EX_IOERR = 74  # the invoke was sent but its answer was lost: the function may have run
+EX_TEMPFAIL = 75  # transient: network, throttling, 5xx after retries
+EX_PROTOCOL = 76  # a response that could not be understood
+EX_NOPERM = 77  # permission denied at some hop
+EX_CONFIG = 78  # configuration file missing or invalid
+
+EXIT_CODES = {
+    EX_OK: "invoked; the function reported no error",
+    EX_FUNCTION_ERROR: "the function reported an error; its payload is on stdout",
+    EX_USAGE: "bad command line or unknown environment",
+    EX_DATAERR: "payload is not valid JSON or is over Lambda's size limit",
+    EX_NOINPUT: "certificate, key, CA or payload file missing or unreadable",
+    EX_UNAVAILABLE: "permanent refusal (not found, invalid parameter)",
+    EX_SOFTWARE: "internal error",
+    EX_IOERR: "invoke sent but the answer was lost: the function may have run",
+    EX_TEMPFAIL: "transient failure, safe to retry later",
+    EX_PROTOCOL: "a response that could not be understood",
+    EX_NOPERM: "permission denied at some hop",
+    EX_CONFIG: "configuration missing or invalid",
+}
+
+# --- Limits and defaults ---------------------------------------------------------------------------
+
+CONFIG_SEARCH_PATH = ("iotinvoke.ini", "/etc/iotinvoke/iotinvoke.ini")
+CONNECT_TIMEOUT_S = 5.0
+CREDENTIALS_READ_TIMEOUT_S = 10.0  # hops 1 and 2 answer in milliseconds when healthy
+INVOKE_READ_TIMEOUT_S = 905.0  # a synchronous invoke may run Lambda's maximum of 900 s
+ASYNC_READ_TIMEOUT_S = 30.0  # Event and DryRun return before the function runs
+MAX_ATTEMPTS = 3  # per hop, first try included
+BACKOFF_BASE_S = 0.2
+BACKOFF_CAP_S = 5.0
+RETRY_BUDGET_S = 20.0  # all retries of one hop end by then, whatever Retry-After says
+MAX_CREDENTIALS_RESPONSE_BYTES = 64 * 1024  # real answers are ~1-3 KB; bound what a bad server sends
+MAX_INVOKE_RESPONSE_BYTES = 6 * 1024 * 1024 + 64 * 1024  # Lambda's 6 MB response limit, plus slack
+MAX_SYNC_PAYLOAD_BYTES = 6291456  # Lambda: "Request must be smaller than 6291456 bytes"
+MAX_ASYNC_PAYLOAD_BYTES = 1048576  # Lambda Event invokes: 1 MB
+MAX_CLIENT_CONTEXT_BYTES = 3583  # base64 text, Lambda's documented limit
+REFRESH_MARGIN_S = 300.0  # refresh 5 min before expiry (aws-c-auth, Greengrass), ...
+REFRESH_MARGIN_FRACTION = 0.5  # ... but never more than half the lifetime (short role aliases)
+MIN_FALLBACK_VALIDITY_S = 30.0  # a failed refresh may fall back to credentials valid this long
+CHAINED_ROLE_MAX_DURATION_S = 3600  # AssumeRole with role credentials is role chaining: <= 1 h
+LOCK_WAIT_S = 20.0  # a process holding a cache lock longer than this is presumed stuck
+LOCK_POLL_S = 0.02
+CLOCK_SKEW_THRESHOLD_S = 240.0  # below SigV4's 5-minute window, as the JS and Kotlin SDKs use
+USER_AGENT = "iotinvoke/" + __version__
+
+_IOT_THING_HEADER = "x-amzn-iot-thingname"
+_SKEW_CODES = ("InvalidSignatureException", "SignatureDoesNotMatch", "RequestTimeTooSkewed", "RequestExpired")
+_SKEW_MARKERS = ("Signature expired", "Signature not yet current", "too skewed", "RequestExpired")
+# Errors that mean "these credentials are no good": drop them from the cache and fetch once more.
+_BAD_TOKEN_CODES = (
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+)
+
+
+# --- Errors ------------------------------------------------------------------------------------------
+
+
+class IotInvokeError(Exception):
+    """Any failure iotinvoke reports: one line for stderr and a sysexits.h exit status.
+
+    ``hop`` is "config", "payload", "iot", "sts", "lambda" or "cache"; ``status``, ``code`` and
+    ``request_id`` are AWS's HTTP status, error code and request id when AWS answered.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        exit_code: int,
+        hop: str = "",
+        status: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+        self.hop = hop
+        self.status = status
+        self.code = code
+        self.request_id = request_id
+
+    def __str__(self) -> str:
+        where = self.hop + ": " if self.hop else ""
+        detail = []
+        if self.code:
+            detail.append(self.code)
+        if self.status is not None:
+            detail.append("HTTP %d" % self.status)
+        if self.request_id:
+            detail.append("request id " + self.request_id)
+        tail = " (%s)" % ", ".join(detail) if detail else ""
+        return where + self.message + tail
+
+
+class ConfigError(IotInvokeError):
+    """The configuration file is missing or invalid; the message names the file, section and key."""
+
+    def __init__(self, message: str, path: str = "", section: str = "", key: str = "") -> None:
+        where = path
+        if section:
+            where += " [%s]" % section
+        if key:
+            where += " " + key
+        super().__init__((where + ": " if where else "") + message, EX_CONFIG, "config")
+        self.path = path
+        self.section = section
+        self.key = key
+
+
+class _Retryable(IotInvokeError):
+    """A failure that another attempt may fix (network, throttling, 5xx)."""
+
+    def __init__(self, *args: Any, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.retry_after = retry_after
+
+
+class _BadCredentials(IotInvokeError):
+    """AWS refused the credentials themselves (expired or invalid token)."""
+
+
+class _ClockSkew(IotInvokeError):
+    """AWS refused the request's time stamp; server_time is from its Date header, if any."""
+
+    def __init__(self, *args: Any, server_time: float | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.server_time = server_time
+
+
+# --- Configuration ---------------------------------------------------------------------------------
+
+_IOT_KEYS = frozenset({"endpoint", "role_alias", "cert", "key", "ca", "thing_name"})
+_ENV_KEYS = frozenset({"function", "role_arn", "external_id", "region", "qualifier", "duration_seconds"})
+# Keys allowed in [DEFAULT] and in any environment section.
+_SHARED_KEYS = frozenset(
+    {"sts_endpoint", "lambda_endpoint", "ca_bundle", "cache_dir", "connect_timeout", "read_timeout", "max_attempts"}
+)
+
+
+class Environment:
+    """One environment section: which function to invoke and how (two hops or one)."""
+
+    __slots__ = (
+        "name",
+        "function",
+        "role_arn",
+        "external_id",
+        "region",
+        "qualifier",
+        "duration_seconds",
+        "sts_endpoint",
+        "lambda_endpoint",
+        "ca_bundle",
+    )
+
+    def __init__(self, **fields: Any) -> None:
+        for name in self.__slots__:
+            setattr(self, name, fields.get(name))
+
+    name: str
+    function: str
+    role_arn: str | None  # None: one-hop mode, the function's resource policy trusts the IoT role
+    external_id: str | None
+    region: str
+    qualifier: str | None
+    duration_seconds: int | None
+    sts_endpoint: str
+    lambda_endpoint: str
+    ca_bundle: str | None  # CA file for hops 2 and 3; None: certifi's bundle
+
+    @property
+    def direct(self) -> bool:
+        return self.role_arn is None
+
+
+class Config:
+    """The parsed configuration: the [iot] section, the environments and the shared settings."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.iot_endpoint = ""  # https://host[:port]
+        self.role_alias = ""
+        self.cert = ""
+        self.key = ""
+        self.ca: str | None = None
+        self.thing_name: str | None = None
+        self.cache_dir: str | None = None
+        self.connect_timeout = CONNECT_TIMEOUT_S
+        self.read_timeout: float | None = None
+        self.max_attempts = MAX_ATTEMPTS
+        self.environments: dict[str, Environment] = {}
+
+    @property
+    def region(self) -> str | None:
+        """The IoT endpoint's region: third label from the end of the AWS host name."""
+        labels = _host_port(self.iot_endpoint)[0].split(".")
+        return labels[-3] if len(labels) >= 5 and labels[-2] == "amazonaws" else None
+
+
+def find_config(path: str | None = None, environ: Mapping[str, str] = os.environ) -> str:
+    """The configuration file to use: --config, $IOTINVOKE_CONFIG, ./iotinvoke.ini, /etc/iotinvoke."""
+    if path:
+        return path
+    if environ.get("IOTINVOKE_CONFIG"):
+        return environ["IOTINVOKE_CONFIG"]
+    for candidate in CONFIG_SEARCH_PATH:
+        if os.path.exists(candidate):
+            return candidate
+    raise ConfigError(
+        "no configuration file: pass --config PATH, set IOTINVOKE_CONFIG, or create "
+        + " or ".join(CONFIG_SEARCH_PATH)
+    )
+
+
+def load_config(path: str | None = None, environ: Mapping[str, str] = os.environ) -> Config:
+    """Read and validate the INI configuration; every problem is a ConfigError naming its place."""
+    import configparser
+
+    path = find_config(path, environ)
+    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";", "#"))
+    try:
+        with open(path, encoding="utf-8") as f:
+            parser.read_file(f)
+    except FileNotFoundError:
+        raise ConfigError("configuration file not found", path) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError("cannot read the configuration file: %s" % _os_reason(e), path) from None
+    except configparser.Error as e:
+        raise ConfigError("not a valid INI file: %s" % " ".join(str(e).split()), path) from None
+
+    folder = os.path.dirname(os.path.abspath(path))
+    config = Config(path)
+    defaults = parser.defaults()
+    for key in defaults:
+        if key not in _SHARED_KEYS:
+            raise ConfigError("unknown key (allowed here: %s)" % ", ".join(sorted(_SHARED_KEYS)), path, "DEFAULT", key)
+
+    def relative(value: str) -> str:
+        return os.path.join(folder, os.path.expanduser(value))
+
+    if not parser.has_section("iot"):
+        raise ConfigError("missing section [iot] (endpoint, role_alias, cert, key)", path)
+    iot = parser["iot"]
+    _check_keys(iot, _IOT_KEYS | _SHARED_KEYS, defaults, path, "iot")
+    config.iot_endpoint = _endpoint_url(_required(iot, "endpoint", path), path, "iot", "endpoint")
+    if ".iot." in config.iot_endpoint and ".credentials.iot." not in config.iot_endpoint:
+        raise ConfigError(
+            "this looks like the IoT data endpoint; use the credentials endpoint "
+            "(aws iot describe-endpoint --endpoint-type iot:CredentialProvider)",
+            path,
+            "iot",
+            "endpoint",
+        )
+    config.role_alias = _matching(
+        _required(iot, "role_alias", path), _ROLE_ALIAS_RE, "1-128 characters of [A-Za-z0-9_=,@-]", path, "iot", "role_alias"
+    )
+    config.cert = relative(_required(iot, "cert", path))
+    config.key = relative(_required(iot, "key", path))
+    config.ca = relative(iot["ca"]) if iot.get("ca") else None
+    thing = iot.get("thing_name")
+    if thing is not None:
+        config.thing_name = _matching(thing, _THING_NAME_RE, "1-128 characters of [A-Za-z0-9:_-]", path, "iot", "thing_name")
+    shared = dict(defaults)
+    shared.update({k: v for k, v in iot.items() if k in _SHARED_KEYS})
+    cache_dir = environ.get("IOTINVOKE_CACHE_DIR") or shared.get("cache_dir")
+    config.cache_dir = relative(cache_dir) if cache_dir else None
+    config.connect_timeout = _seconds(shared, "connect_timeout", CONNECT_TIMEOUT_S, path, "DEFAULT")
+    if shared.get("read_timeout"):
+        config.read_timeout = _seconds(shared, "read_timeout", INVOKE_READ_TIMEOUT_S, path, "DEFAULT")
+    config.max_attempts = _integer(shared, "max_attempts", MAX_ATTEMPTS, 1, 10, path, "DEFAULT")
+
+    for name in parser.sections():
+        if name == "iot":
+            continue
+        section = parser[name]
+        _check_keys(section, _ENV_KEYS | _SHARED_KEYS, defaults, path, name)
+        config.environments[name] = _environment(name, section, config, environ, relative, path)
+    return config
+
+
+def _environment(
+    name: str,
+    section: Any,
+    config: Config,
+    environ: Mapping[str, str],
+    relative: Callable[[str], str],
+    path: str,
+) -> Environment:
+    function = _required(section, "function", path, name)
+    match = _FUNCTION_RE.fullmatch(function)
+    if not match:
+        raise ConfigError(
+            "not a function name, partial ARN (ACCOUNT:function:NAME) or function ARN", path, name, "function"
+        )
+    role_arn = section.get("role_arn") or None
+    if role_arn is not None:
+        _matching(role_arn, _ROLE_ARN_RE, "an IAM role ARN, arn:aws:iam::ACCOUNT:role/NAME", path, name, "role_arn")
+    external_id = section.get("external_id") or None
+    if external_id is not None:
+        if role_arn is None:
+            raise ConfigError("external_id needs role_arn (it is sent with AssumeRole)", path, name, "external_id")
+        _matching(external_id, _EXTERNAL_ID_RE, "2-1224 characters of [A-Za-z0-9+=,.@:/_-]", path, name, "external_id")
+    region = section.get("region") or match.group("region") or config.region
+    if not region:
+        raise ConfigError("cannot tell the region: give region, or the function as a full ARN", path, name, "region")
+    _matching(region, _REGION_RE, "a region name such as ap-northeast-1", path, name, "region")
+    qualifier = section.get("qualifier") or None
+    if qualifier is not None:
+        _matching(qualifier, _QUALIFIER_RE, "a version number, alias or $LATEST", path, name, "qualifier")
+    duration = None
+    if section.get("duration_seconds"):
+        if role_arn is None:
+            raise ConfigError("duration_seconds needs role_arn", path, name, "duration_seconds")
+        duration = _integer(section, "duration_seconds", 3600, 900, CHAINED_ROLE_MAX_DURATION_S, path, name)
+    suffix = ".amazonaws.com.cn" if region.startswith("cn-") else ".amazonaws.com"
+    sts = environ.get("AWS_ENDPOINT_URL_STS") or environ.get("AWS_ENDPOINT_URL") or section.get("sts_endpoint")
+    lam = environ.get("AWS_ENDPOINT_URL_LAMBDA") or environ.get("AWS_ENDPOINT_URL") or section.get("lambda_endpoint")
+    ca_bundle = environ.get("AWS_CA_BUNDLE") or section.get("ca_bundle")
+    return Environment(
+        name=name,
+        function=function,
+        role_arn=role_arn,
+        external_id=external_id,
+        region=region,
+        qualifier=qualifier,
+        duration_seconds=duration,
+        sts_endpoint=_endpoint_url(sts, path, name, "sts_endpoint") if sts else "https://sts." + region + suffix,
+        lambda_endpoint=_endpoint_url(lam, path, name, "lambda_endpoint") if lam else "https://lambda." + region + suffix,
+        ca_bundle=relative(ca_bundle) if ca_bundle else None,
+    )
+
+
+def _check_keys(section: Any, allowed: frozenset[str], defaults: Any, path: str, name: str) -> None:
+    # A mistyped role_arn must not silently turn an environment into one-hop mode.
+    for key in section:
+        if key not in allowed and key not in defaults:
+            raise ConfigError("unknown key (allowed: %s)" % ", ".join(sorted(allowed)), path, name, key)
+
+
+def _required(section: Any, key: str, path: str, name: str = "iot") -> str:
+    value = section.get(key)
+    if not value:
+        raise ConfigError("missing required key", path, name, key)
+    return str(value)
+
+
+def _matching(value: str, pattern: Any, expected: str, path: str, section: str, key: str) -> str:
+    if not pattern.fullmatch(value):
+        raise ConfigError("invalid value %r: expected %s" % (value[:80], expected), path, section, key)
+    return value
+
+
+def _integer(section: Any, key: str, default: int, low: int, high: int, path: str, name: str) -> int:
+    text = section.get(key)
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise ConfigError("expected a whole number from %d to %d, got %r" % (low, high, text), path, name, key)
+    return value
+
+
+def _seconds(section: Any, key: str, default: float, path: str, name: str) -> float:
+    text = section.get(key)
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 3600:
+        raise ConfigError("expected seconds, more than 0 and at most 3600, got %r" % text, path, name, key)
+    return value
+
+
+def _endpoint_url(value: str, path: str, section: str, key: str) -> str:
+    """A host name or an https:// URL with optional port, as https://host[:port] without a path."""
+    url = value if "://" in value else "https://" + value
+    if not _ENDPOINT_RE.fullmatch(url):
+        raise ConfigError("invalid value %r: expected a host name or https://host[:port]" % value[:80], path, section, key)
+    return url.rstrip("/")
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    hostport = url.split("://", 1)[-1].split("/", 1)[0]
+    if hostport.startswith("["):  # IPv6 literal
+        host, _, port = hostport[1:].partition("]")
+        return host, int(port[1:]) if port else 443
+    host, _, port = hostport.partition(":")
+    return host, int(port) if port else 443
+
+
+# --- Credentials and their on-disk cache ------------------------------------------------------------
+
+
+class Credentials:
+    """Temporary AWS credentials. Attribute names are botocore's, so its signer takes them as they are.
+
+    ``expiration`` is seconds since the epoch on AWS's clock; repr() never shows the secrets.
+    """
+
+    __slots__ = ("access_key", "secret_key", "token", "expiration", "issued")
+
+    def __init__(self, access_key: str, secret_key: str, token: str, expiration: float, issued: float) -> None:
+        self.access_key = access_key
+        self.secret_key = secret_key
+        self.token = token
+        self.expiration = expiration
+        self.issued = issued  # when we received them (corrected clock): gives the lifetime
+
+    def __repr__(self) -> str:
+        return "Credentials(access_key=%r, expiration=%s)" % (self.access_key, _iso8601(self.expiration))
+
+    def fresh(self, now: float) -> bool:
+        """Usable without a refresh: the refresh margin (5 min, at most half the lifetime) not reached."""
+        lifetime = max(0.0, self.expiration - self.issued)
+        return now < self.expiration - min(REFRESH_MARGIN_S, lifetime * REFRESH_MARGIN_FRACTION)
+
+    def valid(self, now: float, margin: float = MIN_FALLBACK_VALIDITY_S) -> bool:
+        return now < self.expiration - margin
+
+    def to_json(self) -> dict[str, Any]:
+        """The AWS credential_process format (Version 1)."""
+        return {
+            "Version": 1,
+            "AccessKeyId": self.access_key,
+            "SecretAccessKey": self.secret_key,
+            "SessionToken": self.token,
+            "Expiration": _iso8601(self.expiration),
+        }
+
+
+class _Cache:
+    """Credentials on disk between processes: one JSON file per entry, 0600 in a 0700 folder.
+
+    Anything unexpected (a symlink, another owner, loose modes, a torn or foreign file) is a
+    miss, never a crash; a folder that cannot be used makes every call uncached.
+    """
+
+    def __init__(self, folder: str | None, log: Callable[[str], None]) -> None:
+        self._log = log
+        self.folder = self._usable(folder) if folder else None
+
+    def _usable(self, folder: str) -> str | None:
+        import stat
+
+        try:
+            try:
+                st = os.lstat(folder)
+            except FileNotFoundError:
+                parent = os.path.dirname(folder)
+                if parent:
+                    os.makedirs(parent, exist_ok=True)
+                try:
+                    os.mkdir(folder, 0o700)
+                except FileExistsError:  # another process made it first
+                    pass
+                st = os.lstat(folder)
+        except OSError as e:
+            self._log("cache: cannot use %s (%s): running uncached" % (folder, _os_reason(e)))
+            return None
+        if not stat.S_ISDIR(st.st_mode):
+            self._log("cache: %s is not a folder (a symlink?): running uncached" % folder)
+        elif st.st_uid != os.geteuid():
+            self._log("cache: %s belongs to another user: running uncached" % folder)
+        elif st.st_mode & 0o077:
+            self._log("cache: %s is open to others (mode %o, needs 0700): running uncached" % (folder, st.st_mode & 0o777))
+        elif not os.access(folder, os.W_OK | os.X_OK):
+            self._log("cache: %s is not writable: running uncached" % folder)
+        else:
+            return folder
+        return None
+
+    def _path(self, key: str) -> str:
+        return os.path.join(self.folder or "", key)
+
+    def read_json(self, key: str) -> dict[str, Any] | None:
+        import json
+        import stat
+
+        if not self.folder:
+            return None
+        try:
+            fd = os.open(self._path(key), os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            return None  # absent, or a symlink (ELOOP)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+                self._log("cache: ignoring %s: not a 0600 file of ours" % key)
+                return None
+            data = os.read(fd, 65536)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        try:
+            value = json.loads(data)
+        except ValueError:
+            self._log("cache: ignoring %s: not valid JSON" % key)
+            return None
+        return value if isinstance(value, dict) else None
+
+    def write_json(self, key: str, value: dict[str, Any]) -> None:
+        import json
+
+        if not self.folder:
+            return
+        data = json.dumps(value, separators=(",", ":")).encode()
+        temp = self._path(".%s.%d.%s.tmp" % (key, os.getpid(), os.urandom(4).hex()))
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)  # power loss on a board must not leave an empty entry behind os.replace
+            finally:
+                os.close(fd)
+            os.replace(temp, self._path(key))
+        except OSError as e:
+            self._log("cache: cannot write %s (%s): continuing uncached" % (key, _os_reason(e)))
+            try:
+                os.unlink(temp)
+            except OSError:
+                pass
+
+    def get(self, key: str) -> Credentials | None:
+        entry = self.read_json(key)
+        if entry is None:
+            return None
+        try:
+            creds = Credentials(
+                entry["AccessKeyId"], entry["SecretAccessKey"], entry["SessionToken"], entry["Expiration"], entry["Issued"]
+            )
+            if not all(isinstance(v, str) and v for v in (creds.access_key, creds.secret_key, creds.token)):
+                raise TypeError
+            creds.expiration = float(creds.expiration)
+            creds.issued = float(creds.issued)
+        except (KeyError, TypeError, ValueError):
+            self._log("cache: ignoring %s: not a credentials entry" % key)
+            return None
+        return creds
+
+    def put(self, key: str, creds: Credentials) -> None:
+        self.write_json(
+            key,
+            {
+                "AccessKeyId": creds.access_key,
+                "SecretAccessKey": creds.secret_key,
+                "SessionToken": creds.token,
+                "Expiration": creds.expiration,
+                "Issued": creds.issued,
+            },
+        )
+
+    def drop(self, key: str) -> None:
+        if self.folder:
+            try:
+                os.unlink(self._path(key))
+            except OSError:
+                pass
+
+    def clear(self) -> int:
+        """Remove every entry and lock file; returns how many files went."""
+        removed = 0
+        if not self.folder:
+            return removed
+        for name in os.listdir(self.folder):
+            if name.endswith((".json", ".lock", ".tmp")):
+                try:
+                    os.unlink(self._path(name))
+                    removed += 1
+                except OSError:
+                    pass
+        return removed
+
+    def lock(self, key: str) -> _Lock:
+        return _Lock(self._path(key + ".lock") if self.folder else None, self._log)
+
+
+class _Lock:
+    """An exclusive flock on a per-entry lock file, so that concurrent cold starts fetch once.
+
+    The kernel drops a flock when its holder dies, so a killed process leaves no stale lock; a
+    holder that hangs is waited for at most LOCK_WAIT_S, after which we go on without the lock.
+    """
+
+    def __init__(self, path: str | None, log: Callable[[str], None]) -> None:
+        self._path = path
+        self._log = log
+        self._fd: int | None = None
+
+    def __enter__(self) -> _Lock:
+        if self._path is None:
+            return self
+        import fcntl
+
+        try:
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600)
+        except OSError as e:
+            self._log("cache: cannot open lock %s (%s): going on unlocked" % (self._path, _os_reason(e)))
+            return self
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except OSError:
+                if time.monotonic() > deadline:
+                    self._log("cache: lock %s held for over %.0f s: going on unlocked" % (self._path, LOCK_WAIT_S))
+                    return self
+                time.sleep(LOCK_POLL_S)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing releases the flock
+            self._fd = None
+
+
+# --- HTTP transport ----------------------------------------------------------------------------------
+
+
+class _Response:
+    __slots__ = ("status", "headers", "body")
+
+    def __init__(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers  # urllib3's HTTPHeaderDict: case-insensitive
+        self.body = body
+
+
+class _Transport:
+    """urllib3 pools, one per TLS set-up (CA file, client certificate), reused across hops and calls."""
+
+    def __init__(self, connect_timeout: float, log: Callable[[str], None]) -> None:
+        self.connect_timeout = connect_timeout
+        self._log = log
+        self._managers: dict[tuple[str | None, str | None], urllib3.PoolManager] = {}
+
+    def _manager(self, ca: str | None, client_cert: tuple[str, str] | None) -> urllib3.PoolManager:
+        key = (ca, client_cert[0] if client_cert else None)
+        manager = self._managers.get(key)
+        if manager is None:
+            import urllib3
+
+            manager = urllib3.PoolManager(maxsize=2, ssl_context=_ssl_context(ca, client_cert))
+            self._managers[key] = manager
+        return manager
+
+    def send(
+        self,
+        hop: str,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        read_timeout: float,
+        max_bytes: int,
+        ca: str | None = None,
+        client_cert: tuple[str, str] | None = None,
+        idempotent: bool = True,
+    ) -> _Response:
+        """One request, no retries. Raises _Retryable for failures that happened before the request
+        could have reached the server, or for any failure of an idempotent request; otherwise
+        (an invoke that may have run) IotInvokeError with EX_IOERR."""
+        import urllib3
+        from urllib3 import exceptions as u3
+
+        manager = self._manager(ca, client_cert)
+        started = time.monotonic()
+        try:
+            response = manager.request(
+                method,
+                url,
+                body=body,
+                headers=dict(headers),
+                timeout=urllib3.Timeout(connect=self.connect_timeout, read=read_timeout),
+                retries=False,
+                redirect=False,
+                preload_content=False,
+            )
+            try:
+                data = response.read(max_bytes + 1)
+            finally:
+                response.release_conn()
+        except u3.SSLError as e:
+            raise _tls_error(hop, url, e, client_cert is not None) from None
+        except (u3.ConnectTimeoutError, u3.NewConnectionError) as e:
+            raise _Retryable("cannot connect to %s: %s" % (url, _net_reason(e)), EX_TEMPFAIL, hop) from None
+        except (u3.HTTPError, OSError) as e:
+            reason = _net_reason(e)
+            if idempotent:
+                raise _Retryable("no answer from %s: %s" % (url, reason), EX_TEMPFAIL, hop) from None
+            raise IotInvokeError(
+                "the invoke was sent but its answer was lost (%s): the function may have run; "
+                "not retried automatically" % reason,
+                EX_IOERR,
+                hop,
+            ) from None
+        if len(data) > max_bytes:
+            raise IotInvokeError("response larger than %d bytes: refused" % max_bytes, EX_PROTOCOL, hop, response.status)
+        self._log("%s: %s %s -> %d (%.0f ms)" % (hop, method, url.split("?")[0], response.status, (time.monotonic() - started) * 1000))
+        return _Response(response.status, response.headers, data)
+
+
+def _ssl_context(ca: str | None, client_cert: tuple[str, str] | None) -> Any:
+    import ssl
+
+    if ca is None:
+        import certifi
+
+        ca = certifi.where()
+    try:
+        context = ssl.create_default_context(cafile=ca)
+    except (OSError, ssl.SSLError) as e:
+        raise IotInvokeError("cannot read the CA file %s: %s" % (ca, _os_reason(e)), EX_NOINPUT, "config") from None
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if client_cert:
+        cert, key = client_cert
+        for what, path in (("certificate", cert), ("private key", key)):
+            if not os.access(path, os.R_OK):
+                reason = "missing" if not os.path.exists(path) else "not readable by this user"
+                raise IotInvokeError("device %s %s: %s" % (what, path, reason), EX_NOINPUT, "iot")
+        try:
+            # An encrypted key would make OpenSSL prompt on the terminal; a C caller has none.
+            context.load_cert_chain(cert, key, password=lambda: b"")
+        except (OSError, ssl.SSLError) as e:
+            raise IotInvokeError(
+                "cannot load the device certificate %s with key %s: %s" % (cert, key, _os_reason(e)), EX_NOINPUT, "iot"
+            ) from None
+    return context
+
+
+def _tls_error(hop: str, url: str, error: Exception, mutual: bool) -> IotInvokeError:
+    text = str(error)
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return IotInvokeError(
+            "the server certificate of %s is not trusted (check ca / ca_bundle, and the clock): %s"
+            % (url, _short(text)),
+            EX_UNAVAILABLE,
+            hop,
+        )
+    if mutual:
+        return IotInvokeError(
+            "the credentials provider refused the device certificate during the TLS handshake "
+            "(not registered with AWS IoT, inactive, expired, or signed by an unknown CA): %s" % _short(text),
+            EX_NOPERM,
+            hop,
+        )
+    return _Retryable("TLS failure with %s: %s" % (url, _short(text)), EX_TEMPFAIL, hop)
+
+
+# --- SigV4 signing (botocore's signer) ---------------------------------------------------------------
+
+
+def _signed_headers(
+    method: str,
+    url: str,
+    headers: dict[str, str],
+    body: bytes,
+    creds: Credentials,
+    service: str,
+    region: str,
+    now: float,
+) -> dict[str, str]:
+    """Sign with botocore's SigV4Auth at time ``now`` (the corrected clock, which add_auth cannot take)."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    request = AWSRequest(method=method, url=url, headers=headers, data=body)
+    signer = SigV4Auth(creds, service, region)
+    request.context["timestamp"] = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    signer._modify_request_before_signing(request)  # sets X-Amz-Date and X-Amz-Security-Token
+    canonical_request = signer.canonical_request(request)
+    string_to_sign = signer.string_to_sign(request, canonical_request)
+    signer._inject_signature_to_request(request, signer.signature(string_to_sign, request))
+    return dict(request.headers.items())
+
+
+# --- The three hops -------------------------------------------------------------------------------------
+
+
+class InvokeResult:
+    """What Lambda answered: status 200/202/204, the payload bytes, and the function error if any."""
+
+    __slots__ = ("status", "payload", "function_error", "log_result", "executed_version", "request_id")
+
+    def __init__(
+        self,
+        status: int,
+        payload: bytes,
+        function_error: str | None,
+        log_result: str | None,
+        executed_version: str | None,
+        request_id: str | None,
+    ) -> None:
+        self.status = status
+        self.payload = payload
+        self.function_error = function_error  # "Unhandled" / "Handled", or None
+        self.log_result = log_result  # the decoded log tail, when asked for
+        self.executed_version = executed_version
+        self.request_id = request_id
+
+
+class Client:
+    """Gets credentials (cached) and invokes functions for the environments of a Config.
+
+    ``clock`` returns seconds since the epoch; tests pass their own. The corrected clock is
+    clock() + the stored skew offset, so a board that booted with a wrong date still signs right.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        use_cache: bool = True,
+        verbose: bool = False,
+        clock: Callable[[], float] = time.time,
+        stderr: IO[str] | None = None,
+    ) -> None:
+        self.config = config
+        self.verbose = verbose
+        self._clock = clock
+        self._stderr = stderr
+        self.requests = {"iot": 0, "sts": 0, "lambda": 0}
+        self._transport = _Transport(config.connect_timeout, self._log)
+        folder = _cache_folder(config) if use_cache else None
+        self._cache = _Cache(folder, self._log)
+        self._cert_digest: str | None = None
+        offset = self._cache.read_json("clock.json") or {}
+        self.clock_offset = float(offset.get("offset", 0.0)) if isinstance(offset.get("offset"), (int, float)) else 0.0
+
+    # -- helpers
+
+    def _log(self, message: str) -> None:
+        if self.verbose:
+            print("iotinvoke: " + message, file=self._stderr or sys.stderr)
+
+    def now(self) -> float:
+        """The corrected clock: the local clock plus the skew AWS told us about."""
+        return self._clock() + self.clock_offset
+
+    def environment(self, name: str) -> Environment:
+        env = self.config.environments.get(name)
+        if env is None:
+            known = ", ".join(sorted(self.config.environments)) or "none"
+            raise IotInvokeError(
+                "unknown environment %r in %s (known: %s)" % (name, self.config.path, known), EX_USAGE, "config"
+            )
+        return env
+
+    def _note_server_time(self, response: _Response) -> None:
+        """Keep the offset to AWS's clock when it is far from ours, so the next process starts right."""
+        server = _http_date(response.headers.get("Date"))
+        if server is None:
+            return
+        drift = server - self.now()
+        if abs(drift) > CLOCK_SKEW_THRESHOLD_S:
+            self.clock_offset = server - self._clock()
+            self._log("clock: local clock is %+.0f s off AWS's; correcting" % -self.clock_offset)
+            self._cache.write_json("clock.json", {"offset": self.clock_offset})
+
+    def _certificate_digest(self) -> str:
+        import hashlib
+
+        if self._cert_digest is None:
+            try:
+                with open(self.config.cert, "rb") as f:
+                    self._cert_digest = hashlib.sha256(f.read()).hexdigest()
+            except OSError as e:
+                raise IotInvokeError(
+                    "device certificate %s: %s" % (self.config.cert, _os_reason(e)), EX_NOINPUT, "iot"
+                ) from None
+        return self._cert_digest
+
+    def _retrying(self, hop: str, attempt_once: Callable[[], _T]) -> _T:
+        """Run attempt_once with backoff and full jitter for _Retryable failures, bounded in
+        attempts (max_attempts) and in total time (RETRY_BUDGET_S)."""
+        import random
+
+        deadline = time.monotonic() + RETRY_BUDGET_S
+        attempt = 1
+        while True:
+            try:
+                return attempt_once()
+            except _Retryable as e:
+                if attempt >= self.config.max_attempts:
+                    if attempt > 1:
+                        e.message += " (after %d attempts)" % attempt
+                    raise
+                delay = random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt))
+                if e.retry_after is not None:
+                    delay = max(delay, e.retry_after)
+                if time.monotonic() + delay > deadline:
+                    raise
+                self._log("%s: %s; retrying in %.2f s" % (hop, e, delay))
+                time.sleep(delay)
+                attempt += 1
+
+    # -- hop 1: the IoT credentials provider
+
+    def _iot_key(self) -> str:
+        return _cache_key("iot", self.config.iot_endpoint, self.config.role_alias, self._certificate_digest())
+
+    def iot_credentials(self, refused: str | None = None) -> Credentials:
+        """Credentials of the role alias's role, from the cache or the credentials provider."""
+        return self._cached(self._iot_key(), self._fetch_iot_credentials, refused)
+
+    def _fetch_iot_credentials(self) -> Credentials:
+        config = self.config
+        url = "%s/role-aliases/%s/credentials" % (config.iot_endpoint, config.role_alias)
+        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+        if config.thing_name:
+            headers[_IOT_THING_HEADER] = config.thing_name
+
+        def attempt() -> Credentials:
+            self.requests["iot"] += 1
+            response = self._transport.send(
+                "iot",
+                "GET",
+                url,
+                headers,
+                None,
+                CREDENTIALS_READ_TIMEOUT_S,
+                MAX_CREDENTIALS_RESPONSE_BYTES,
+                config.ca,
+                (config.cert, config.key),
+            )
+            self._note_server_time(response)
+            if response.status == 200:
+                return _parse_iot_credentials(response.body, self.now())
+            raise _iot_error(response, config)
+
+        return self._retrying("iot", attempt)
+
+    # -- hop 2: STS AssumeRole
+
+    def _sts_key(self, env: Environment) -> str:
+        return _cache_key("sts", self._iot_key(), env.role_arn or "", env.external_id or "", str(env.duration_seconds or ""))
+
+    def _assume_role(self, env: Environment) -> Credentials:
+        from urllib.parse import urlencode
+
+        assert env.role_arn is not None
+        params = [
+            ("Action", "AssumeRole"),
+            ("Version", "2011-06-15"),
+            ("RoleArn", env.role_arn),
+            ("RoleSessionName", self.session_name()),
+        ]
+        if env.duration_seconds:
+            params.append(("DurationSeconds", str(env.duration_seconds)))
+        if env.external_id:
+            params.append(("ExternalId", env.external_id))
+        body = urlencode(params).encode()
+        url = env.sts_endpoint + "/"
+        source = self.iot_credentials()
+        refreshed_source = False
+        corrected = False
+        while True:
+            try:
+                return self._retrying("sts", lambda: self._assume_role_once(env, url, body, source))
+            except _BadCredentials:
+                if refreshed_source:
+                    raise
+                self._log("sts: the IoT credentials were refused; fetching new ones")
+                source = self.iot_credentials(refused=source.token)
+                refreshed_source = True
+            except _ClockSkew as e:
+                if corrected or e.server_time is None:
+                    raise
+                self._correct_clock(e.server_time)
+                corrected = True
+
+    def _assume_role_once(self, env: Environment, url: str, body: bytes, source: Credentials) -> Credentials:
+        headers = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8", "User-Agent": USER_AGENT}
+        signed = _signed_headers("POST", url, headers, body, source, "sts", env.region, self.now())
+        self.requests["sts"] += 1
+        response = self._transport.send(
+            "sts", "POST", url, signed, body, CREDENTIALS_READ_TIMEOUT_S, MAX_CREDENTIALS_RESPONSE_BYTES, env.ca_bundle
+        )
+        self._note_server_time(response)
+        if response.status == 200:
+            return _parse_assume_role(response.body, self.now())
+        raise _sts_error(response, env)
+
+    def session_name(self) -> str:
+        """RoleSessionName: the thing name when set (it then shows in CloudTrail), else the certificate."""
+        import re
+
+        if self.config.thing_name:
+            name = re.sub(r"[^\w+=,.@-]", "-", self.config.thing_name)[:64]
+            if len(name) >= 2:
+                return name
+        return "iotinvoke-" + self._certificate_digest()[:16]
+
+    # -- credentials for an environment
+
+    def credentials(self, name: str, refused: str | None = None) -> Credentials:
+        """The credentials hop 3 is signed with: the environment role's, or in one-hop mode the IoT
+        role's. ``refused``: a session token AWS just refused, to be replaced."""
+        env = self.environment(name)
+        if env.direct:
+            return self.iot_credentials(refused)
+        return self._cached(self._sts_key(env), lambda: self._assume_role(env), refused)
+
+    def _cached(self, key: str, fetch: Callable[[], Credentials], refused: str | None) -> Credentials:
+        """The entry at key if fresh, else fetch() under the entry's lock. ``refused`` is a session
+        token AWS just refused: an entry holding it is never returned."""
+        cached = self._cache.get(key)
+        if cached is not None and cached.fresh(self.now()) and cached.token != refused:
+            return cached
+        with self._cache.lock(key):
+            # Another process may have refreshed the entry while we waited for the lock.
+            current = self._cache.get(key)
+            if current is not None and current.token == refused:
+                current = None
+            if current is not None and current.fresh(self.now()):
+                return current
+            try:
+                creds = fetch()
+            except _Retryable:
+                if current is not None and current.valid(self.now()):
+                    self._log("cache: refresh failed; using cached credentials valid until %s" % _iso8601(current.expiration))
+                    return current
+                raise
+            self._cache.put(key, creds)
+            return creds
+
+    def _correct_clock(self, server_time: float) -> None:
+        self.clock_offset = server_time - self._clock()
+        self._log("clock: AWS refused our time stamp; local clock is %+.0f s off, re-signing" % -self.clock_offset)
+        self._cache.write_json("clock.json", {"offset": self.clock_offset})
+
+    # -- hop 3: Lambda Invoke
+
+    def invoke(
+        self,
+        name: str,
+        payload: bytes,
+        invocation_type: str = "RequestResponse",
+        log_tail: bool = False,
+        qualifier: str | None = None,
+        client_context: str | None = None,
+        read_timeout: float | None = None,
+    ) -> InvokeResult:
+        """Invoke the environment's function with a JSON payload (bytes, sent as they are)."""
+        from urllib.parse import quote
+
+        env = self.environment(name)
+        if invocation_type not in ("RequestResponse", "Event", "DryRun"):
+            raise IotInvokeError("invocation type must be RequestResponse, Event or DryRun", EX_USAGE)
+        _check_payload(payload, invocation_type)
+        if log_tail and env.direct:
+            raise IotInvokeError(
+                "--log-tail needs role_arn: in one-hop mode the call is cross-account and Lambda refuses "
+                "cross-account log access",
+                EX_USAGE,
+                "lambda",
+            )
+        if log_tail and invocation_type != "RequestResponse":
+            raise IotInvokeError("--log-tail works with synchronous invokes only", EX_USAGE, "lambda")
+        qualifier = qualifier or env.qualifier
+        url = "%s/2015-03-31/functions/%s/invocations" % (env.lambda_endpoint, quote(env.function, safe=""))
+        if qualifier:
+            url += "?Qualifier=" + quote(qualifier, safe="")
+        headers = {"X-Amz-Invocation-Type": invocation_type, "User-Agent": USER_AGENT}
+        if log_tail:
+            headers["X-Amz-Log-Type"] = "Tail"
+        if client_context is not None:
+            headers["X-Amz-Client-Context"] = client_context
+        if read_timeout is None:
+            read_timeout = self.config.read_timeout or (
+                INVOKE_READ_TIMEOUT_S if invocation_type == "RequestResponse" else ASYNC_READ_TIMEOUT_S
+            )
+        # Nothing runs on a DryRun, so losing its answer is harmless and it may be retried.
+        idempotent = invocation_type == "DryRun"
+        creds = self.credentials(name)
+        refreshed = False
+        corrected = False
+        while True:
+            try:
+                return self._retrying(
+                    "lambda", lambda: self._invoke_once(env, url, headers, payload, creds, read_timeout, idempotent)
+                )
+            except _BadCredentials:
+                if refreshed:
+                    raise
+                self._log("lambda: the cached credentials were refused; fetching new ones")
+                creds = self.credentials(name, refused=creds.token)
+                refreshed = True
+            except _ClockSkew as e:
+                if corrected or e.server_time is None:
+                    raise
+                self._correct_clock(e.server_time)
+                corrected = True
+
+    def _invoke_once(
+        self,
+        env: Environment,
+        url: str,
+        headers: dict[str, str],
+        payload: bytes,
+        creds: Credentials,
+        read_timeout: float,
+        idempotent: bool,
+    ) -> InvokeResult:
+        signed = _signed_headers("POST", url, headers, payload, creds, "lambda", env.region, self.now())
+        self.requests["lambda"] += 1
+        response = self._transport.send(
+            "lambda",
+            "POST",
+            url,
+            signed,
+            payload,
+            read_timeout,
+            MAX_INVOKE_RESPONSE_BYTES,
+            env.ca_bundle,
+            idempotent=idempotent,
+        )
+        if response.status in (200, 202, 204):
+            log_result = response.headers.get("X-Amz-Log-Result")
+            if log_result:
+                import base64
+
+                log_result = base64.b64decode(log_result).decode("utf-8", "replace")
+            return InvokeResult(
+                response.status,
+                response.body,
+                response.headers.get("X-Amz-Function-Error"),
+                log_result,
+                response.headers.get("X-Amz-Executed-Version"),
+                response.headers.get("x-amzn-RequestId"),
+            )
+        self._note_server_time(response)
+        raise _lambda_error(response, env)
+
+
+def _cache_folder(config: Config) -> str | None:
+    if config.cache_dir:
+        return config.cache_dir
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        return os.path.join(runtime, "iotinvoke")  # tmpfs: no SD-card wear, gone at reboot
+    home = os.path.expanduser("~")
+    return os.path.join(home, ".cache", "iotinvoke") if home != "~" else None
+
+
+def _cache_key(*parts: str) -> str:
+    import hashlib
+
+    return parts[0] + "-" + hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32] + ".json"
+
+
+def _check_payload(payload: bytes, invocation_type: str) -> None:
+    import json
+
+    limit = MAX_ASYNC_PAYLOAD_BYTES if invocation_type == "Event" else MAX_SYNC_PAYLOAD_BYTES
+    if len(payload) > limit:
+        raise IotInvokeError(
+            "payload is %d bytes; Lambda takes at most %d for %s invokes" % (len(payload), limit, invocation_type),
+            EX_DATAERR,
+            "payload",
+        )
+    try:
+        json.loads(payload)
+    except (ValueError, RecursionError) as e:
+        raise IotInvokeError("payload is not valid JSON: %s" % _short(str(e)), EX_DATAERR, "payload") from None
+
+
+# --- Parsing AWS's answers --------------------------------------------------------------------------
+
+
+def _parse_iot_credentials(body: bytes, now: float) -> Credentials:
+    import json
+
+    try:
+        document = json.loads(body)
+        c = document["credentials"]
+        creds = Credentials(c["accessKeyId"], c["secretAccessKey"], c["sessionToken"], _parse_time(c["expiration"]), now)
+    except (ValueError, KeyError, TypeError, RecursionError):
+        raise IotInvokeError(
+            "the credentials provider's answer is not the expected JSON credentials document", EX_PROTOCOL, "iot", 200
+        ) from None
+    _check_credentials(creds, "iot")
+    return creds
+
+
+def _check_credentials(creds: Credentials, hop: str) -> None:
+    for value in (creds.access_key, creds.secret_key, creds.token):
+        if not isinstance(value, str) or not value or not value.isprintable() or len(value) > 8192:
+            raise IotInvokeError("the credentials in the answer are malformed", EX_PROTOCOL, hop, 200)
+
+
+def _xml_root(body: bytes, hop: str, status: int) -> Any:
+    """Parse an XML answer; DTDs are refused outright, so no entity expansion can happen."""
+    if b"<!DOCTYPE" in body or b"<!ENTITY" in body:
+        raise IotInvokeError("the answer contains an XML DTD: refused", EX_PROTOCOL, hop, status)
+    from xml.etree import ElementTree
+
+    try:
+        return ElementTree.fromstring(body)
+    except ElementTree.ParseError:
+        raise IotInvokeError("the answer is not well-formed XML", EX_PROTOCOL, hop, status) from None
+
+
+def _xml_text(root: Any, *path: str) -> str | None:
+    """Text of the first element at path of local names, ignoring namespaces."""
+    node = root
+    for name in path:
+        node = next((child for child in node if child.tag.rsplit("}", 1)[-1] == name), None)
+        if node is None:
+            return None
+    return node.text or ""
+
+
+def _parse_assume_role(body: bytes, now: float) -> Credentials:
+    root = _xml_root(body, "sts", 200)
+    fields = [_xml_text(root, "AssumeRoleResult", "Credentials", name) for name in
+              ("AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration")]
+    if root.tag.rsplit("}", 1)[-1] != "AssumeRoleResponse" or any(f is None for f in fields):
+        raise IotInvokeError("the AssumeRole answer has no credentials", EX_PROTOCOL, "sts", 200)
+    access_key, secret_key, token, expiration = ("".join(str(f).split()) for f in fields)
+    try:
+        creds = Credentials(access_key, secret_key, token, _parse_time(expiration), now)
+    except ValueError:
+        raise IotInvokeError("the AssumeRole answer has an invalid Expiration", EX_PROTOCOL, "sts", 200) from None
+    _check_credentials(creds, "sts")
+    return creds
+
+
+def _aws_error_fields(response: _Response, hop: str) -> tuple[str | None, str, str | None]:
+    """(code, message, request id) from a JSON (IoT, Lambda) or XML (STS) error answer."""
+    request_id = response.headers.get("x-amzn-RequestId")
+    code = response.headers.get("x-amzn-ErrorType")
+    if code:
+        code = code.split(":", 1)[0].rsplit("#", 1)[-1]
+    message = ""
+    body = response.body[:65536]
+    if body.lstrip().startswith(b"<"):
+        try:
+            root = _xml_root(body, hop, response.status)
+        except IotInvokeError:
+            root = None
+        if root is not None:
+            code = code or _xml_text(root, "Error", "Code")
+            message = _xml_text(root, "Error", "Message") or ""
+            request_id = request_id or _xml_text(root, "RequestId")
+    elif body:
+        import json
+
+        try:
+            document = json.loads(body)
+        except (ValueError, RecursionError):
+            document = None
+        if isinstance(document, dict):
+            message = str(document.get("message") or document.get("Message") or "")
+            code = code or document.get("code") or document.get("Code") or document.get("__type")
+    return (str(code) if code else None), _short(message), request_id
+
+
+def _retry_after(response: _Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    try:
+        return min(float(value), RETRY_BUDGET_S) if value else None
+    except ValueError:
+        return None
+
+
+def _common_error(response: _Response, hop: str, code: str | None, message: str, request_id: str | None) -> IotInvokeError | None:
+    """The errors every hop shares: throttling, server errors, bad tokens, clock skew."""
+    status = response.status
+    kw: dict[str, Any] = {"hop": hop, "status": status, "code": code, "request_id": request_id}
+    if status == 429 or code in ("Throttling", "ThrottlingException", "TooManyRequestsException", "EC2ThrottledException"):
+        return _Retryable("throttled: " + (message or "rate exceeded"), EX_TEMPFAIL, retry_after=_retry_after(response), **kw)
+    if status >= 500:
+        return _Retryable("AWS server error: " + (message or "no detail"), EX_TEMPFAIL, retry_after=_retry_after(response), **kw)
+    if code in _SKEW_CODES and any(marker in message for marker in _SKEW_MARKERS):
+        return _ClockSkew(
+            "AWS refused the request time (is the clock right?): " + message,
+            EX_NOPERM,
+            server_time=_http_date(response.headers.get("Date")),
+            **kw,
+        )
+    if code in _BAD_TOKEN_CODES:
+        return _BadCredentials("the credentials were refused: " + (message or code or ""), EX_NOPERM, **kw)
+    return None
+
+
+def _iot_error(response: _Response, config: Config) -> IotInvokeError:
+    code, message, request_id = _aws_error_fields(response, "iot")
+    common = _common_error(response, "iot", code, message, request_id)
+    if common is not None:
+        return common
+    status = response.status
+    kw: dict[str, Any] = {"hop": "iot", "status": status, "code": code, "request_id": request_id}
+    if status == 403:
+        if "thing name" in message.lower():
+            return IotInvokeError(
+                "thing_name %r is not attached to this certificate: %s" % (config.thing_name, message), EX_NOPERM, **kw
+            )
+        return IotInvokeError(
+            "the certificate may not assume role alias %r (is it active, and does its IoT policy allow "
+            "iot:AssumeRoleWithCertificate on the alias?): %s" % (config.role_alias, message or "Access Denied"),
+            EX_NOPERM,
+            **kw,
+        )
+    if status == 404:
+        return IotInvokeError(
+            "role alias %r does not exist (check role_alias, and that endpoint is the iot:CredentialProvider "
+            "endpoint of the right account and region): %s" % (config.role_alias, message),
+            EX_UNAVAILABLE,
+            **kw,
+        )
+    if 400 <= status < 500:
+        return IotInvokeError("the credentials provider refused: " + (message or "no detail"), EX_UNAVAILABLE, **kw)
+    return IotInvokeError("unexpected answer from the credentials provider", EX_PROTOCOL, **kw)
+
+
+def _sts_error(response: _Response, env: Environment) -> IotInvokeError:
+    code, message, request_id = _aws_error_fields(response, "sts")
+    common = _common_error(response, "sts", code, message, request_id)
+    if common is not None:
+        return common
+    status = response.status
+    kw: dict[str, Any] = {"hop": "sts", "status": status, "code": code, "request_id": request_id}
+    if code == "AccessDenied":
+        return IotInvokeError(
+            "AssumeRole into %s was denied: the role's trust policy must name the IoT role (with the "
+            "external_id, if it has a condition) and the IoT role must be allowed sts:AssumeRole on it: %s"
+            % (env.role_arn, message),
+            EX_NOPERM,
+            **kw,
+        )
+    if status in (401, 403):
+        return IotInvokeError("STS refused the request: " + (message or code or "denied"), EX_NOPERM, **kw)
+    if 400 <= status < 500 and code:
+        return IotInvokeError("STS refused AssumeRole: " + (message or code), EX_UNAVAILABLE, **kw)
+    return IotInvokeError("unexpected answer from STS", EX_PROTOCOL, **kw)
+
+
+def _lambda_error(response: _Response, env: Environment) -> IotInvokeError:
+    code, message, request_id = _aws_error_fields(response, "lambda")
+    common = _common_error(response, "lambda", code, message, request_id)
+    if common is not None:
+        return common
+    status = response.status
+    kw: dict[str, Any] = {"hop": "lambda", "status": status, "code": code, "request_id": request_id}
+    if status == 413 or code in ("RequestTooLargeException", "RequestEntityTooLargeException"):
+        return IotInvokeError("Lambda refused the payload as too large: " + message, EX_DATAERR, **kw)
+    if status == 403 or code == "AccessDeniedException":
+        if env.direct:
+            hint = "the function's resource policy must allow the IoT role, and the IoT role lambda:InvokeFunction"
+        else:
+            hint = "the role %s must be allowed lambda:InvokeFunction on the function" % env.role_arn
+        return IotInvokeError("invoke of %s was denied (%s): %s" % (env.function, hint, message), EX_NOPERM, **kw)
+    if status == 404 or code == "ResourceNotFoundException":
+        return IotInvokeError("function not found: %s" % (message or env.function), EX_UNAVAILABLE, **kw)
+    if 400 <= status < 500 and code:
+        return IotInvokeError("Lambda refused the invoke: " + (message or code), EX_UNAVAILABLE, **kw)
+    return IotInvokeError("unexpected answer from Lambda", EX_PROTOCOL, **kw)
+
+
+# --- Small helpers -----------------------------------------------------------------------------------
+
+_ISO8601_RE: Any = None
+
+
+def _parse_time(text: Any) -> float:
+    """ISO-8601 UTC as AWS writes it (2018-01-18T09:18:06Z, optional fraction): seconds since the epoch."""
+    import calendar
+    import re
+
+    global _ISO8601_RE
+    if _ISO8601_RE is None:
+        _ISO8601_RE = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(\.\d+)?(Z|\+00:00)")
+    match = _ISO8601_RE.fullmatch(text) if isinstance(text, str) else None
+    if not match:
+        raise ValueError("not an ISO-8601 UTC time")
+    fields = tuple(int(match.group(i)) for i in range(1, 7))
+    return calendar.timegm(fields + (0, 0, 0)) + float(match.group(7) or 0)
+
+
+def _iso8601(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def _http_date(value: str | None) -> float | None:
+    if not value:
+        return None
+    from email.utils import parsedate_to_datetime
+
+    try:
+        return parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def _short(text: str, limit: int = 300) -> str:
+    """One line, bounded: AWS messages and exception texts go to stderr this way."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _os_reason(error: BaseException) -> str:
+    return _short(getattr(error, "strerror", None) or str(error))
+
+
+def _net_reason(error: BaseException) -> str:
+    # urllib3 wraps the socket error; its innermost reason is the readable part.
+    reason = getattr(error, "reason", None) or (error.args[-1] if error.args else error)
+    text = str(reason)
+    if ">: " in text:  # "<urllib3.connection.HTTPSConnection object at 0x..>: Failed to establish ..."
+        text = text.split(">: ", 1)[1]
+    return _short(text, 160)
+
+
+def _compile(pattern: str) -> Any:
+    import re
+
+    return re.compile(pattern)
+
+
+_ROLE_ALIAS_RE = _compile(r"[\w=,@-]{1,128}")
+_THING_NAME_RE = _compile(r"[a-zA-Z0-9:_-]{1,128}")
+_ROLE_ARN_RE = _compile(r"arn:aws[\w-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
+_EXTERNAL_ID_RE = _compile(r"[\w+=,.@:/-]{2,1224}")
+_REGION_RE = _compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
+_QUALIFIER_RE = _compile(r"\$LATEST|[a-zA-Z0-9_-]{1,128}")
+_ENDPOINT_RE = _compile(r"https://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?/?")
+_FUNCTION_RE = _compile(
+    r"(arn:aws[\w-]*:lambda:(?P<region>[a-z]{2}(-[a-z]+)+-\d{1,2}):\d{12}:function:|\d{12}:function:)?"
+    r"[a-zA-Z0-9_-]{1,64}(:(\$LATEST|[a-zA-Z0-9_-]{1,128}))?"
+)
+
+
+# --- Command line ------------------------------------------------------------------------------------
+
+USAGE = """\
+usage: iotinvoke [options] ENV [PAYLOAD]
+       iotinvoke [options] --credential-process ENV
+       iotinvoke [options] --clear-cache
+
+Invoke ENV's Lambda function with PAYLOAD (JSON text; '-' or absent: standard input;
+'@path': that file) and write its response payload to standard output.
+
+options:
+  -c, --config PATH       configuration file (default: $IOTINVOKE_CONFIG, ./iotinvoke.ini,
+                          /etc/iotinvoke/iotinvoke.ini)
+  --event                 invoke asynchronously (InvocationType Event); prints nothing
+  --dry-run               check the permission only (InvocationType DryRun); runs nothing
+  --log-tail              write the function's log tail to standard error (two-hop mode only)
+  -q, --qualifier NAME    function version or alias
+  --client-context JSON   client context passed to the function (synchronous invokes)
+  --connect-timeout S     seconds to connect to each endpoint (default 5)
+  --read-timeout S        seconds to wait for the function (default 905; Event/DryRun 30)
+  --no-cache              neither read nor write cached credentials
+  --credential-process    print ENV's credentials in the AWS credential_process format
+  --clear-cache           remove all cached credentials
+  -v, --verbose           say what happens, on standard error (never secrets)
+  --version               print the version
+  -h, --help              show this help
+
+exit status: 0 ok, 1 function error (payload on stdout), 64 usage, 65 bad payload,
+66 file missing, 69 refused, 70 internal, 74 invoke answer lost (may have run),
+75 transient (retry later), 76 bad answer, 77 permission denied, 78 bad configuration.
+"""
+
+_FLAGS = {
+    "--event": "event",
+    "--dry-run": "dry_run",
+    "--log-tail": "log_tail",
+    "--no-cache": "no_cache",
+    "--credential-process": "credential_process",
+    "--clear-cache": "clear_cache",
+    "-v": "verbose",
+    "--verbose": "verbose",
+    "-h": "help",
+    "--help": "help",
+    "--version": "version",
+}
+_VALUED = {
+    "-c": "config",
+    "--config": "config",
+    "-q": "qualifier",
+    "--qualifier": "qualifier",
+    "--client-context": "client_context",
+    "--connect-timeout": "connect_timeout",
+    "--read-timeout": "read_timeout",
+}
+
+
+def _parse_args(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """A small getopt: argparse costs start-up time that every C call would pay."""
+    options: dict[str, Any] = {}
+    positional: list[str] = []
+    args = iter(argv)
+    for arg in args:
+        if arg == "--":
+            positional.extend(args)
+            break
+        if arg.startswith("-") and arg != "-" and not positional:
+            name, eq, value = arg.partition("=")
+            if name in _FLAGS and not eq:
+                options[_FLAGS[name]] = True
+            elif name in _VALUED:
+                if not eq:
+                    following = next(args, None)
+                    if following is None:
+                        raise IotInvokeError("option %s needs a value" % name, EX_USAGE)
+                    value = following
+                options[_VALUED[name]] = value
+            else:
+                raise IotInvokeError("unknown option %s (see --help)" % name, EX_USAGE)
+        else:
+            positional.append(arg)
+    return options, positional
+
+
+def _read_payload(argument: str | None, stdin: IO[bytes]) -> bytes:
+    if argument is None or argument == "-":
+        try:
+            return stdin.read()
+        except OSError as e:
+            raise IotInvokeError("cannot read the payload from standard input: " + _os_reason(e), EX_NOINPUT, "payload") from None
+    if argument.startswith("@"):
+        try:
+            with open(argument[1:], "rb") as f:
+                return f.read(MAX_SYNC_PAYLOAD_BYTES + 1)
+        except OSError as e:
+            raise IotInvokeError("payload file %s: %s" % (argument[1:], _os_reason(e)), EX_NOINPUT, "payload") from None
+    try:
+        return argument.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes in argv arrive as surrogates
+        return os.fsencode(argument)
+
+
+def _timeout_option(options: dict[str, Any], name: str) -> float | None:
+    text = options.get(name)
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 3600:
+        raise IotInvokeError("--%s takes seconds, more than 0 and at most 3600" % name.replace("_", "-"), EX_USAGE)
+    return value
+
+
+def _client_context(text: str | None) -> str | None:
+    if text is None:
+        return None
+    import base64
+    import json
+
+    try:
+        document = json.loads(text)
+    except (ValueError, RecursionError):
+        raise IotInvokeError("--client-context is not valid JSON", EX_DATAERR, "payload") from None
+    if not isinstance(document, dict):
+        raise IotInvokeError("--client-context must be a JSON object", EX_DATAERR, "payload")
+    encoded = base64.b64encode(text.encode("utf-8")).decode("ascii")
+    if len(encoded) > MAX_CLIENT_CONTEXT_BYTES:
+        raise IotInvokeError(
+            "--client-context is %d bytes in base64; Lambda takes at most %d" % (len(encoded), MAX_CLIENT_CONTEXT_BYTES),
+            EX_DATAERR,
+            "payload",
+        )
+    return encoded
+
+
+def _run(argv: list[str], stdin: IO[bytes], stdout: IO[bytes], stderr: IO[str]) -> int:
+    options, positional = _parse_args(argv)
+    if options.get("help"):
+        stderr.write(USAGE)
+        return EX_OK
+    if options.get("version"):
+        print("iotinvoke " + __version__, file=stderr)
+        return EX_OK
+    actions = [a for a in ("credential_process", "clear_cache") if options.get(a)]
+    if options.get("clear_cache"):
+        if positional:
+            raise IotInvokeError("--clear-cache takes no ENV or PAYLOAD", EX_USAGE)
+    elif not positional:
+        raise IotInvokeError("missing ENV (see --help)", EX_USAGE)
+    if len(actions) > 1 or (actions and (options.get("event") or options.get("dry_run"))):
+        raise IotInvokeError("choose one of --credential-process, --clear-cache or an invoke", EX_USAGE)
+    if options.get("event") and options.get("dry_run"):
+        raise IotInvokeError("--event and --dry-run exclude each other", EX_USAGE)
+    if len(positional) > (1 if options.get("credential_process") else 2):
+        raise IotInvokeError("too many arguments (see --help); quote the JSON payload", EX_USAGE)
+    connect_timeout = _timeout_option(options, "connect_timeout")
+    read_timeout = _timeout_option(options, "read_timeout")
+    invocation_type = "Event" if options.get("event") else "DryRun" if options.get("dry_run") else "RequestResponse"
+    client_context = _client_context(options.get("client_context"))
+    payload = b""
+    if not actions:
+        # The payload is checked before the configuration or any network call.
+        payload = _read_payload(positional[1] if len(positional) > 1 else None, stdin)
+        _check_payload(payload, invocation_type)
+
+    config = load_config(options.get("config"))
+    if connect_timeout is not None:
+        config.connect_timeout = connect_timeout
+    client = Client(config, use_cache=not options.get("no_cache"), verbose=bool(options.get("verbose")), stderr=stderr)
+    if options.get("clear_cache"):
+        removed = client._cache.clear()
+        client._log("cache: removed %d files from %s" % (removed, client._cache.folder))
+        return EX_OK
+    name = positional[0]
+    client.environment(name)  # unknown environment: exit 64 before any network call
+    if options.get("credential_process"):
+        import json
+
+        creds = client.credentials(name)
+        stdout.write(json.dumps(creds.to_json()).encode() + b"\n")
+        return EX_OK
+    result = client.invoke(
+        name,
+        payload,
+        invocation_type,
+        log_tail=bool(options.get("log_tail")),
+        qualifier=options.get("qualifier"),
+        client_context=client_context,
+        read_timeout=read_timeout,
+    )
+    stdout.write(result.payload)
+    stdout.flush()
+    if result.log_result:
+        stderr.write(result.log_result if result.log_result.endswith("\n") else result.log_result + "\n")
+    if result.function_error:
+        stderr.write("iotinvoke: lambda: the function reported an error (%s): %s\n"
+                     % (result.function_error, _function_error_summary(result.payload)))
+        return EX_FUNCTION_ERROR
+    return EX_OK
+
+
+def _function_error_summary(payload: bytes) -> str:
+    import json
+
+    try:
+        document = json.loads(payload)
+        return _short("%s: %s" % (document.get("errorType", "Error"), document.get("errorMessage", "")))
+    except (ValueError, AttributeError, RecursionError):
+        return "see the payload on standard output"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command: returns the exit status; every failure is one line on standard error."""
+    stderr = sys.stderr
+    try:
+        return _run(sys.argv[1:] if argv is None else argv, sys.stdin.buffer, sys.stdout.buffer, stderr)
+    except IotInvokeError as e:
+        stderr.write("iotinvoke: %s\n" % e)
+        return e.exit_code
+    except KeyboardInterrupt:
+        stderr.write("iotinvoke: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return EX_IOERR
+    except Exception as e:  # a bug: still one line, never a traceback with local values
+        stderr.write("iotinvoke: internal error: %s: %s\n" % (type(e).__name__, _short(str(e))))
+        return EX_SOFTWARE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""The configuration file: search order, relative paths, validation that names file, section and key."""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import iotinvoke
+from iotinvoke import EX_CONFIG, ConfigError, load_config
+
+IOT = """\
+[iot]
+endpoint = c2abcdexample.credentials.iot.ap-northeast-1.amazonaws.com
+role_alias = ADCCrossAccountTestAlias
+cert = cert.pem.crt
+key = private.pem.key
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "iotinvoke.ini") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_seed_layout_two_hop_and_direct(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        IOT
+        + """
+[dev]
+function = arn:aws:lambda:ap-northeast-1:111111111111:function:ADCCrossAccountTest
+role_arn = arn:aws:iam::111111111111:role/iotinvoke-dev
+external_id = ext-123
+
+[direct]
+function = arn:aws:lambda:eu-west-1:111111111111:function:f
+""",
+    )
+    config = load_config(str(path), environ={})
+    assert config.iot_endpoint == "https://c2abcdexample.credentials.iot.ap-northeast-1.amazonaws.com"
+    assert config.cert == str(tmp_path / "cert.pem.crt")  # relative to the file's folder
+    assert config.ca is None
+    dev = config.environments["dev"]
+    assert not dev.direct and dev.external_id == "ext-123"
+    assert dev.region == "ap-northeast-1"
+    assert dev.sts_endpoint == "https://sts.ap-northeast-1.amazonaws.com"
+    assert dev.lambda_endpoint == "https://lambda.ap-northeast-1.amazonaws.com"
+    direct = config.environments["direct"]
+    assert direct.direct and direct.region == "eu-west-1"
+    assert direct.lambda_endpoint == "https://lambda.eu-west-1.amazonaws.com"
+
+
+def test_region_falls_back_to_the_iot_endpoint_and_china_suffix(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        IOT.replace("ap-northeast-1", "cn-north-1")
+        + "[dev]\nfunction = my-function\nrole_arn = arn:aws-cn:iam::111111111111:role/r\n",
+    )
+    dev = load_config(str(path), environ={}).environments["dev"]
+    assert dev.region == "cn-north-1"
+    assert dev.sts_endpoint == "https://sts.cn-north-1.amazonaws.com.cn"
+
+
+def test_endpoint_overrides_follow_boto3_precedence(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "[DEFAULT]\nsts_endpoint = https://localhost:1001\nlambda_endpoint = https://localhost:1002\n"
+        "ca_bundle = ca.pem\n\n" + IOT + "[dev]\nfunction = 111111111111:function:f\nregion = us-east-1\n",
+    )
+    dev = load_config(str(path), environ={}).environments["dev"]
+    assert (dev.sts_endpoint, dev.lambda_endpoint) == ("https://localhost:1001", "https://localhost:1002")
+    assert dev.ca_bundle == str(tmp_path / "ca.pem")
+    env = {"AWS_ENDPOINT_URL": "https://all:1", "AWS_ENDPOINT_URL_LAMBDA": "https://lam:2", "AWS_CA_BUNDLE": "/x.pem"}
+    dev = load_config(str(path), environ=env).environments["dev"]
+    assert (dev.sts_endpoint, dev.lambda_endpoint, dev.ca_bundle) == ("https://all:1", "https://lam:2", "/x.pem")
+
+
+def test_search_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    explicit = write(tmp_path, IOT, "explicit.ini")
+    from_env = write(tmp_path, IOT, "env.ini")
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, IOT)  # ./iotinvoke.ini
+    assert iotinvoke.find_config(str(explicit), {"IOTINVOKE_CONFIG": str(from_env)}) == str(explicit)
+    assert iotinvoke.find_config(None, {"IOTINVOKE_CONFIG": str(from_env)}) == str(from_env)
+    assert iotinvoke.find_config(None, {}) == "iotinvoke.ini"
+    (tmp_path / "iotinvoke.ini").unlink()
+    monkeypatch.setattr(iotinvoke, "CONFIG_SEARCH_PATH", ("iotinvoke.ini", str(tmp_path / "nowhere.ini")))
+    with pytest.raises(ConfigError, match="no configuration file"):
+        iotinvoke.find_config(None, {})
+
+
+BAD = [
+    ("", "missing section \\[iot\\]"),
+    ("[iot]\nendpoint = x.credentials.iot.us-east-1.amazonaws.com\n", "\\[iot\\] role_alias: missing required key"),
+    (IOT.replace("ADCCrossAccountTestAlias", "bad alias!"), "\\[iot\\] role_alias: invalid value"),
+    (IOT.replace("credentials.iot", "iot"), "\\[iot\\] endpoint: this looks like the IoT data endpoint"),
+    (IOT.replace("c2abcdexample.credentials", "http://c2abcdexample.credentials"), "\\[iot\\] endpoint: invalid value"),
+    (IOT + "thing_name = has space\n", "\\[iot\\] thing_name: invalid value"),
+    (IOT + "[dev]\nrole_arn = arn:aws:iam::111111111111:role/r\n", "\\[dev\\] function: missing required key"),
+    (IOT + "[dev]\nfunction = arn:aws:s3:::bucket\n", "\\[dev\\] function: not a function name"),
+    (IOT + "[dev]\nfunction = f\nrolearn = arn:aws:iam::111111111111:role/r\n", "\\[dev\\] rolearn: unknown key"),
+    (IOT + "[dev]\nfunction = f\nrole_arn = arn:aws:iam::1111:role/r\n", "\\[dev\\] role_arn: invalid value"),
+    (IOT + "[dev]\nfunction = f\nexternal_id = abc\n", "\\[dev\\] external_id: external_id needs role_arn"),
+    (IOT + "[dev]\nfunction = f\nrole_arn = arn:aws:iam::111111111111:role/r\nexternal_id = a\n",
+     "\\[dev\\] external_id: invalid value"),
+    (IOT + "[dev]\nfunction = f\nregion = Tokyo\n", "\\[dev\\] region: invalid value"),
+    (IOT + "[dev]\nfunction = f\nrole_arn = arn:aws:iam::111111111111:role/r\nduration_seconds = 7200\n",
+     "\\[dev\\] duration_seconds: expected a whole number from 900 to 3600"),
+    ("[DEFAULT]\nfunction = f\n" + IOT, "\\[DEFAULT\\] function: unknown key"),
+    (IOT + "connect_timeout = soon\n", "connect_timeout: expected seconds"),
+    (IOT + "[dev\n", "not a valid INI file"),
+    (IOT + "[dev]\nfunction = f\nfunction = g\n", "not a valid INI file"),
+]
+
+
+@pytest.mark.parametrize("text, message", BAD)
+def test_every_mistake_names_its_place(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path), environ={})
+    assert info.value.exit_code == EX_CONFIG
+    assert str(path) in str(info.value)
+    assert __import__("re").search(message, str(info.value)), str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_region_required_for_a_bare_name_on_a_custom_endpoint(tmp_path: Path) -> None:
+    path = write(tmp_path, IOT.replace("c2abcdexample.credentials.iot.ap-northeast-1.amazonaws.com", "https://localhost:8443")
+                 + "[dev]\nfunction = f\n")
+    with pytest.raises(ConfigError, match="\\[dev\\] region: cannot tell the region"):
+        load_config(str(path), environ={})
+
+
+def test_missing_and_unreadable_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="configuration file not found"):
+        load_config(str(tmp_path / "absent.ini"), environ={})
+    binary = tmp_path / "binary.ini"
+    binary.write_bytes(b"\xff\xfe[iot]\n")
+    with pytest.raises(ConfigError, match="cannot read the configuration file"):
+        load_config(str(binary), environ={})
