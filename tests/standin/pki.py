@@ -1,0 +1,189 @@
+"""Test PKI for the stand-in: a CA, one server certificate, the device certificates.
+
+Everything is EC P-256 (fast to generate and to handshake). The files are written into the
+stand-in's work folder and reused on the next start when they are still valid, so a restart
+costs a few file reads instead of key generation.
+
+Layout inside the work folder::
+
+    ca.pem                      the test CA that signs the server and device certificates
+    certs/<name>.pem.crt/.key   device certificates (names in DEVICE_CERTS)
+    pki/ca.key                  the CA key (kept so that the set can be checked, not regenerated)
+    pki/server.pem/.key         the endpoints' certificate: SAN DNS:localhost, IP:127.0.0.1
+    pki/foreign-ca.pem/.key     another CA, which signs the "foreign" device certificate
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+__all__ = ["DEVICE_CERTS", "Pki", "certificate_id", "load_or_create"]
+
+# Device certificates the harness hands out. "foreign" is signed by another CA and "expired"
+# is past its validity, so both fail the TLS handshake; the others differ only in the registry.
+DEVICE_CERTS: Final = ("device", "inactive", "revoked", "foreign", "expired", "nopolicy", "other-thing")
+
+# Reissue anything that would expire within this margin, so a long test run never straddles it.
+RENEW_MARGIN: Final = datetime.timedelta(days=7)
+CA_LIFETIME: Final = datetime.timedelta(days=3650)
+LEAF_LIFETIME: Final = datetime.timedelta(days=365)
+SERVER_HOSTNAME: Final = "localhost"
+
+
+@dataclass(frozen=True)
+class Pki:
+    """Paths of the generated files."""
+
+    ca_path: Path
+    server_cert: Path
+    server_key: Path
+    device: dict[str, tuple[Path, Path]]  # name -> (certificate, key)
+
+
+def certificate_id(cert_pem_or_der: bytes) -> str:
+    """AWS IoT's certificateId: the SHA-256 of the certificate's DER encoding, in hex."""
+    if cert_pem_or_der.lstrip().startswith(b"-----BEGIN"):
+        der = x509.load_pem_x509_certificate(cert_pem_or_der).public_bytes(serialization.Encoding.DER)
+    else:
+        der = cert_pem_or_der
+    return hashlib.sha256(der).hexdigest()
+
+
+def load_or_create(workdir: Path) -> Pki:
+    """Return the PKI in ``workdir``, generating it unless a complete, valid set is there."""
+    pki = _paths(workdir)
+    if not _is_valid(workdir, pki):
+        _generate(workdir, pki)
+    return pki
+
+
+# -- private helpers ---------------------------------------------------------------------------
+
+def _paths(workdir: Path) -> Pki:
+    certs = workdir / "certs"
+    return Pki(
+        ca_path=workdir / "ca.pem",
+        server_cert=workdir / "pki" / "server.pem",
+        server_key=workdir / "pki" / "server.key",
+        device={name: (certs / f"{name}.pem.crt", certs / f"{name}.pem.key") for name in DEVICE_CERTS},
+    )
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def _is_valid(workdir: Path, pki: Pki) -> bool:
+    """True when every file exists, parses, chains to the right CA and is within its validity."""
+    try:
+        ca = x509.load_pem_x509_certificate(pki.ca_path.read_bytes())
+        foreign = x509.load_pem_x509_certificate((workdir / "pki" / "foreign-ca.pem").read_bytes())
+        (workdir / "pki" / "ca.key").read_bytes()
+        leaves = {"server": (pki.server_cert, pki.server_key), **pki.device}
+        soon = _now() + RENEW_MARGIN
+        for cert in (ca, foreign):
+            if cert.not_valid_after_utc < soon:
+                return False
+        for name, (cert_path, key_path) in leaves.items():
+            cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+            key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+            if cert.public_key() != key.public_key():
+                return False
+            cert.verify_directly_issued_by(foreign if name == "foreign" else ca)
+            expired = cert.not_valid_after_utc < _now()
+            if expired != (name == "expired") or (not expired and cert.not_valid_after_utc < soon):
+                return False
+        return True
+    except (OSError, ValueError, TypeError, InvalidSignature):
+        return False
+
+
+def _generate(workdir: Path, pki: Pki) -> None:
+    (workdir / "pki").mkdir(parents=True, exist_ok=True)
+    (workdir / "certs").mkdir(parents=True, exist_ok=True)
+    now = _now()
+    ca_key, ca_cert = _make_ca("iotinvoke stand-in test CA", now)
+    foreign_key, foreign_cert = _make_ca("iotinvoke stand-in foreign CA", now)
+    _write_pair(pki.ca_path, ca_cert, workdir / "pki" / "ca.key", ca_key)
+    _write_pair(workdir / "pki" / "foreign-ca.pem", foreign_cert, workdir / "pki" / "foreign-ca.key", foreign_key)
+
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    server_cert = _leaf(
+        _name(SERVER_HOSTNAME), server_key, ca_cert, ca_key, now, now + LEAF_LIFETIME,
+        usage=ExtendedKeyUsageOID.SERVER_AUTH,
+        san=[x509.DNSName(SERVER_HOSTNAME), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
+    )
+    _write_pair(pki.server_cert, server_cert, pki.server_key, server_key)
+
+    for name, (cert_path, key_path) in pki.device.items():
+        key = ec.generate_private_key(ec.SECP256R1())
+        issuer_cert, issuer_key = (foreign_cert, foreign_key) if name == "foreign" else (ca_cert, ca_key)
+        if name == "expired":
+            start, end = now - datetime.timedelta(days=30), now - datetime.timedelta(days=1)
+        else:
+            start, end = now - datetime.timedelta(minutes=5), now + LEAF_LIFETIME
+        # AWS IoT device certificates carry this subject; the name of the file tells them apart.
+        cert = _leaf(_name("AWS IoT Certificate"), key, issuer_cert, issuer_key, start, end,
+                     usage=ExtendedKeyUsageOID.CLIENT_AUTH, san=None)
+        _write_pair(cert_path, cert, key_path, key)
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _make_ca(common_name: str, now: datetime.datetime) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = _name(common_name)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + CA_LIFETIME)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                     content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                     key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def _leaf(subject: x509.Name, key: ec.EllipticCurvePrivateKey, issuer: x509.Certificate,
+          issuer_key: ec.EllipticCurvePrivateKey, start: datetime.datetime, end: datetime.datetime, *,
+          usage: x509.ObjectIdentifier, san: list[x509.GeneralName] | None) -> x509.Certificate:
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject).issuer_name(issuer.subject).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start).not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
+    )
+    if san:
+        builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _write_pair(cert_path: Path, cert: x509.Certificate, key_path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                            serialization.NoEncryption())
+    # Private keys 0600, as a device keeps them (and as curl and OpenSSL expect).
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(pem)
+    os.chmod(key_path, 0o600)

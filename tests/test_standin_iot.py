@@ -1,0 +1,168 @@
+"""Stand-in hop 1: the IoT credentials provider (mutual TLS, registry, IoT policy, role alias)."""
+from __future__ import annotations
+
+import hashlib
+import re
+import ssl
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from standin import StandIn
+from standin.testclient import TestClient
+
+ALIAS_PATH = "/role-aliases/iotinvoke-alias/credentials"
+
+
+def _certificate_id(path) -> str:
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def test_device_certificate_gets_credentials(aws: StandIn, aws_client: TestClient) -> None:
+    reply = aws_client.iot()
+    assert reply.status == 200
+    assert reply.header("Content-Type") == "application/json"
+    assert reply.header("x-amzn-RequestId")
+    credentials = reply.json()["credentials"]
+    assert set(credentials) == {"accessKeyId", "secretAccessKey", "sessionToken", "expiration"}
+    assert re.fullmatch(r"ASIA[A-Z0-9]{16}", credentials["accessKeyId"])
+    assert len(credentials["secretAccessKey"]) == 40
+    assert len(credentials["sessionToken"]) > 400
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", credentials["expiration"])
+    expiration = datetime.strptime(credentials["expiration"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    assert abs(expiration - (datetime.now(timezone.utc) + timedelta(seconds=3600))) < timedelta(seconds=5)
+    assert credentials["secretAccessKey"] in aws.issued_secrets()
+    assert credentials["sessionToken"] in aws.issued_secrets()
+
+
+def test_session_is_named_after_the_certificate_id(aws: StandIn, aws_client: TestClient) -> None:
+    creds = aws_client.device_creds()
+    reply = aws_client.sts(creds, {"Action": "GetCallerIdentity"})
+    cert_id = _certificate_id(aws.certs["device"][0])
+    assert reply.xml("sts:GetCallerIdentityResult/sts:Arn") == \
+        f"arn:aws:sts::000000000000:assumed-role/iotinvoke-device/{cert_id}"
+    assert reply.xml("sts:GetCallerIdentityResult/sts:Account") == "000000000000"
+
+
+def test_thing_name_header_is_optional(aws_client: TestClient) -> None:
+    assert aws_client.iot(thing=None).status == 200
+
+
+def test_expiration_follows_the_stand_in_clock(aws: StandIn, aws_client: TestClient) -> None:
+    aws.clock_offset_s = 7200
+    expiration = aws_client.device_creds().expiration
+    expected = datetime.now(timezone.utc) + timedelta(seconds=7200 + 3600)
+    got = datetime.strptime(expiration, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    assert abs(got - expected) < timedelta(seconds=5)
+
+
+@pytest.mark.parametrize("cert", [None, "foreign", "expired"])
+def test_handshake_fails_without_a_valid_certificate(aws: StandIn, aws_client: TestClient, cert: str | None) -> None:
+    with pytest.raises(ssl.SSLError):
+        aws_client.send("iot", "GET", ALIAS_PATH, context=aws_client.context(cert))
+    assert aws.count("iot") == 0   # refused in the handshake: no request was ever read
+
+
+def test_handshake_fails_without_the_endpoint_name_as_sni(aws: StandIn, aws_client: TestClient) -> None:
+    context = aws_client.context("device")
+    context.check_hostname = False
+    with pytest.raises(ssl.SSLError, match="UNRECOGNIZED_NAME"):
+        aws_client.connect("iot", context, server_hostname="other.example").request("GET", ALIAS_PATH)
+
+
+@pytest.mark.parametrize("cert", ["inactive", "revoked"])
+def test_inactive_or_revoked_certificate_is_refused(aws_client: TestClient, cert: str) -> None:
+    reply = aws_client.iot(cert=cert, thing=None)
+    assert reply.status == 403
+    assert reply.json() == {"message": "Certificate is invalid on this endpoint"}
+    assert reply.header("x-amzn-ErrorType") == "AccessDeniedException"
+
+
+def test_certificate_missing_from_the_registry_is_refused(aws: StandIn, aws_client: TestClient,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    cert_id = _certificate_id(aws.certs["device"][0])
+    monkeypatch.delitem(aws.world.certificates, cert_id)
+    reply = aws_client.iot()
+    assert (reply.status, reply.json()["message"]) == (403, "Certificate is invalid on this endpoint")
+
+
+@pytest.mark.parametrize("cert,thing", [("device", "edge-0002"), ("other-thing", "edge-0001"), ("device", "")])
+def test_thing_name_must_be_attached_to_the_certificate(aws_client: TestClient, cert: str, thing: str) -> None:
+    reply = aws_client.iot(cert=cert, thing=thing)
+    assert reply.status == 403
+    assert reply.json() == {"message": "Invalid thing name passed"}
+
+
+def test_other_thing_certificate_works_with_its_own_thing(aws_client: TestClient) -> None:
+    assert aws_client.iot(cert="other-thing", thing="edge-0002").status == 200
+
+
+def test_iot_policy_must_allow_assume_role_with_certificate(aws_client: TestClient) -> None:
+    reply = aws_client.iot(cert="nopolicy", thing=None)
+    assert reply.status == 403
+    assert reply.json() == {"message": "Access Denied"}
+
+
+def test_iot_policy_is_checked_on_the_alias_arn(aws: StandIn, aws_client: TestClient,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    certificate = aws.world.certificate_named("device")
+    only_other = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": "iot:AssumeRoleWithCertificate",
+        "Resource": "arn:aws:iot:ap-northeast-1:000000000000:rolealias/some-other-alias"}]}
+    monkeypatch.setattr(certificate, "policies", [only_other])
+    assert aws_client.iot().status == 403
+
+
+def test_unknown_alias_is_404(aws_client: TestClient) -> None:
+    reply = aws_client.iot(alias="iotinvoke-nosuch")
+    assert reply.status == 404
+    assert reply.json() == {"message": "Role alias does not exist"}
+
+
+def test_alias_longer_than_the_role_allows_is_400(aws_client: TestClient) -> None:
+    reply = aws_client.iot(alias="iotinvoke-long")
+    assert reply.status == 400
+    assert reply.json() == {
+        "message": "The requested CredentialDurationSeconds exceeds the MaxSessionDuration set for the role"}
+
+
+def test_alias_whose_role_does_not_trust_the_provider_is_400(aws_client: TestClient) -> None:
+    reply = aws_client.iot(alias="iotinvoke-norole")
+    assert reply.status == 400
+    assert reply.json() == {"message": "Unable to assume the role, or the role to assume does not exist"}
+
+
+def test_alias_whose_role_does_not_exist_is_400(aws: StandIn, aws_client: TestClient,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(aws.world.role_aliases["iotinvoke-alias"], "role_arn",
+                        "arn:aws:iam::000000000000:role/deleted")
+    reply = aws_client.iot()
+    assert (reply.status, reply.json()["message"]) == (
+        400, "Unable to assume the role, or the role to assume does not exist")
+
+
+@pytest.mark.parametrize("method,path,status", [
+    ("GET", "/role-aliases/iotinvoke-alias", 404),
+    ("GET", "/", 404),
+    ("POST", ALIAS_PATH, 405),
+])
+def test_other_paths_and_methods(aws_client: TestClient, method: str, path: str, status: int) -> None:
+    reply = aws_client.iot(method=method, path=path)
+    assert reply.status == status
+    assert "message" in reply.json()
+
+
+def test_keep_alive_serves_several_requests_on_one_connection(aws: StandIn, aws_client: TestClient) -> None:
+    connection = aws_client.connect("iot", aws_client.context("device"))
+    try:
+        assert aws_client.send("iot", "GET", ALIAS_PATH, connection=connection).status == 200
+        socket = connection.sock
+        for _ in range(2):
+            assert aws_client.send("iot", "GET", ALIAS_PATH, connection=connection).status == 200
+            assert connection.sock is socket   # the same TLS connection, not a reconnect
+    finally:
+        connection.close()
+    assert aws.count("iot") == 3
