@@ -961,7 +961,9 @@ class Client:
     # -- hop 1: the IoT credentials provider
 
     def _iot_key(self) -> str:
-        return _cache_key("iot", self.config.iot_endpoint, self.config.role_alias, self._certificate_digest())
+        # The thing name is part of it: IAM policies may use it (credentials-iot:ThingName).
+        config = self.config
+        return _cache_key("iot", config.iot_endpoint, config.role_alias, self._certificate_digest(), config.thing_name or "")
 
     def iot_credentials(self, refused: str | None = None) -> Credentials:
         """Credentials of the role alias's role, from the cache or the credentials provider."""

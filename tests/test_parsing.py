@@ -30,9 +30,9 @@ STS_OK = b"""<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15
 
 
 def response(status: int, body: bytes, **headers: str) -> ii._Response:
-    import urllib3
+    from urllib3._collections import HTTPHeaderDict  # where both urllib3 1.26 and 2.x have it
 
-    return ii._Response(status, urllib3.HTTPHeaderDict({k.replace("_", "-"): v for k, v in headers.items()}), body)
+    return ii._Response(status, HTTPHeaderDict({k.replace("_", "-"): v for k, v in headers.items()}), body)
 
 
 def env(direct: bool = False) -> ii.Environment:

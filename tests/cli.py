@@ -1,0 +1,51 @@
+"""Running iotinvoke exactly as a C program does: a subprocess, payload in argv or on stdin.
+
+Every output of every run is kept in OUTPUTS, so that a session-wide check can look for the
+secrets the stand-in issued (no secret may reach stdout or stderr, at any verbosity).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "iotinvoke.py"
+OUTPUTS: list[bytes] = []
+
+
+@dataclass
+class Run:
+    code: int
+    stdout: bytes
+    stderr: str
+
+    @property
+    def lines(self) -> list[str]:
+        return self.stderr.splitlines()
+
+
+def run(
+    *args: str | Path,
+    config: Path | None = None,
+    cache: Path | None = None,
+    stdin: bytes | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+) -> Run:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "IOTINVOKE_"))}
+    if cache is not None:
+        environ["IOTINVOKE_CACHE_DIR"] = str(cache)
+    environ.update(env or {})
+    argv = [sys.executable, str(SCRIPT)]
+    if config is not None:
+        argv += ["--config", str(config)]
+    argv += [str(a) for a in args]
+    done = subprocess.run(
+        argv, input=stdin if stdin is not None else b"", capture_output=True, env=environ, timeout=timeout
+    )
+    OUTPUTS.append(done.stdout)
+    OUTPUTS.append(done.stderr)
+    return Run(done.returncode, done.stdout, done.stderr.decode("utf-8", "replace"))

@@ -1,0 +1,156 @@
+"""The credential cache: private files, atomic writes, refusing what is not ours, the refresh margin."""
+from __future__ import annotations
+
+import json
+import os
+import stat
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import iotinvoke as ii
+
+NOW = 1_700_000_000.0
+
+
+def creds(expiration: float = NOW + 3600, issued: float = NOW, token: str = "token-1") -> ii.Credentials:
+    return ii.Credentials("ASIAEXAMPLE", "secret", token, expiration, issued)
+
+
+def make(tmp_path: Path, logs: list[str] | None = None) -> ii._Cache:
+    return ii._Cache(str(tmp_path / "cache"), (logs if logs is not None else []).append)
+
+
+def test_round_trip_modes_and_atomic_write(tmp_path: Path) -> None:
+    cache = make(tmp_path)
+    cache.put("e.json", creds())
+    folder = tmp_path / "cache"
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE((folder / "e.json").stat().st_mode) == 0o600
+    assert [p.name for p in folder.iterdir()] == ["e.json"], "no temporary file left behind"
+    got = cache.get("e.json")
+    assert got is not None and (got.access_key, got.secret_key, got.token) == ("ASIAEXAMPLE", "secret", "token-1")
+    assert (got.expiration, got.issued) == (NOW + 3600, NOW)
+
+
+def test_default_folder_prefers_the_runtime_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = ii.Config("x.ini")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    assert ii._cache_folder(config) == str(tmp_path / "iotinvoke")
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert ii._cache_folder(config) == str(tmp_path / "home" / ".cache" / "iotinvoke")
+    config.cache_dir = "/elsewhere"
+    assert ii._cache_folder(config) == "/elsewhere"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"{", b"[]", b'{"AccessKeyId": "A"}', b'{"AccessKeyId": 1, "SecretAccessKey": "s", "SessionToken": "t", '
+     b'"Expiration": 1, "Issued": 1}', b'{"AccessKeyId": "A", "SecretAccessKey": "s", "SessionToken": "t", '
+     b'"Expiration": "later", "Issued": 1}', b"\x00\xff" * 10],
+)
+def test_torn_or_foreign_entries_are_misses(tmp_path: Path, content: bytes) -> None:
+    cache = make(tmp_path)
+    path = tmp_path / "cache" / "e.json"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, content)
+    os.close(fd)
+    assert cache.get("e.json") is None
+
+
+def test_loose_modes_and_symlinks_are_refused(tmp_path: Path) -> None:
+    logs: list[str] = []
+    cache = make(tmp_path, logs)
+    cache.put("e.json", creds())
+    entry = tmp_path / "cache" / "e.json"
+    entry.chmod(0o644)
+    assert cache.get("e.json") is None and "not a 0600 file of ours" in logs[-1]
+    entry.chmod(0o600)
+    (tmp_path / "cache" / "link.json").symlink_to(entry)
+    assert cache.get("link.json") is None, "a symlink is never followed"
+    assert cache.get("e.json") is not None
+
+
+def test_unusable_folders_run_uncached(tmp_path: Path) -> None:
+    logs: list[str] = []
+    loose = tmp_path / "loose"
+    loose.mkdir(mode=0o755)
+    loose.chmod(0o755)
+    assert ii._Cache(str(loose), logs.append).folder is None and "open to others" in logs[-1]
+    link = tmp_path / "link"
+    link.symlink_to(loose)
+    assert ii._Cache(str(link), logs.append).folder is None and "not a folder" in logs[-1]
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert ii._Cache(str(blocker / "sub"), logs.append).folder is None and "cannot use" in logs[-1]
+    # Uncached means every operation is a harmless no-op.
+    uncached = ii._Cache(None, logs.append)
+    uncached.put("e.json", creds())
+    assert uncached.get("e.json") is None
+    with uncached.lock("e.json"):
+        pass
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_folder_runs_uncached(tmp_path: Path) -> None:
+    folder = tmp_path / "ro"
+    folder.mkdir(mode=0o500)
+    folder.chmod(0o500)
+    logs: list[str] = []
+    assert ii._Cache(str(folder), logs.append).folder is None and "not writable" in logs[-1]
+
+
+def test_refresh_margin_is_five_minutes_at_most_half_the_lifetime() -> None:
+    hour = creds(expiration=NOW + 3600, issued=NOW)
+    assert hour.fresh(NOW + 3600 - 301) and not hour.fresh(NOW + 3600 - 299)
+    short = creds(expiration=NOW + 400, issued=NOW)  # a 400 s credential refreshes at half-life
+    assert short.fresh(NOW + 199) and not short.fresh(NOW + 201)
+    assert hour.valid(NOW + 3600 - 31) and not hour.valid(NOW + 3600 - 29)
+
+
+def test_lock_serialises_and_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = make(tmp_path)
+    order: list[str] = []
+    with cache.lock("e.json"):
+        def other() -> None:
+            with cache.lock("e.json"):
+                order.append("other")
+        thread = threading.Thread(target=other)
+        thread.start()
+        time.sleep(0.2)
+        order.append("first")
+    thread.join(5)
+    assert order == ["first", "other"]
+    # A holder that never lets go is waited for LOCK_WAIT_S at most.
+    monkeypatch.setattr(ii, "LOCK_WAIT_S", 0.2)
+    logs: list[str] = []
+    stuck = ii._Cache(str(tmp_path / "cache"), logs.append)
+    with cache.lock("e.json"):
+        started = time.monotonic()
+        with stuck.lock("e.json"):
+            waited = time.monotonic() - started
+    assert 0.2 <= waited < 5 and "going on unlocked" in logs[-1]
+
+
+def test_clear_removes_entries_and_locks(tmp_path: Path) -> None:
+    cache = make(tmp_path)
+    cache.put("a.json", creds())
+    with cache.lock("a.json"):
+        pass
+    assert cache.clear() == 2
+    assert not list((tmp_path / "cache").iterdir())
+
+
+def test_credential_process_format() -> None:
+    document = creds(expiration=1516267086.0).to_json()
+    assert document == {
+        "Version": 1,
+        "AccessKeyId": "ASIAEXAMPLE",
+        "SecretAccessKey": "secret",
+        "SessionToken": "token-1",
+        "Expiration": "2018-01-18T09:18:06Z",
+    }
+    json.dumps(document)

@@ -1,0 +1,364 @@
+"""End to end: the real CLI as a subprocess against the local stand-in of AWS, over real TLS.
+
+One stand-in serves the whole module; each test gets its own credential cache. At the end,
+everything every run printed is searched for every secret the stand-in issued.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cli import OUTPUTS, Run, run
+from standin import StandIn
+
+SEED_ANSWER = b'{"statusCode": 200, "body": "\\"Hello from Lambda cross account test!\\""}'
+FN = "arn:aws:lambda:ap-northeast-1:111111111111:function"
+TOOLS_ROLE = "arn:aws:iam::111111111111:role/iotinvoke-tools"
+
+
+@pytest.fixture(scope="module")
+def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandIn]:
+    with StandIn(tmp_path_factory.mktemp("standin")) as stand_in:
+        config = stand_in.config_path.read_text()
+        extra = "".join(
+            f"\n[{name}]\nfunction = {FN}:iotinvoke-tools-{name}\nrole_arn = {TOOLS_ROLE}\n"
+            for name in ("fail", "sleep", "print", "size")
+        )
+        stand_in.config_path.write_text(config + extra)
+        start = len(OUTPUTS)
+        yield stand_in
+        secrets = stand_in.issued_secrets()
+        assert secrets, "the stand-in issued no credentials: the secret scan would prove nothing"
+        leaks = [s[:8] for s in secrets for out in OUTPUTS[start:] if s.encode() in out]
+        assert not leaks, f"secrets reached stdout/stderr: {leaks}"
+
+
+@pytest.fixture
+def cache(tmp_path: Path, aws: StandIn) -> Path:
+    aws.clear_faults()
+    aws.reset_counts()
+    aws.clock_offset_s = 0.0
+    return tmp_path / "cache"
+
+
+def call(aws: StandIn, cache: Path, *args: str, **kw: object) -> Run:
+    return run(*args, config=aws.config_path, cache=cache, **kw)  # type: ignore[arg-type]
+
+
+def counts(aws: StandIn) -> tuple[int, int, int]:
+    return aws.count("iot"), aws.count("sts"), aws.count("lambda")
+
+
+def one_error_line(result: Run, code: int, *phrases: str) -> None:
+    assert result.code == code, result.stderr
+    assert len(result.lines) == 1, result.stderr
+    assert result.lines[0].startswith("iotinvoke: ")
+    for phrase in phrases:
+        assert phrase in result.stderr, result.stderr
+
+
+# --- the main job ------------------------------------------------------------------------------------
+
+
+def test_seed_answer_cold_then_warm_from_cache(aws: StandIn, cache: Path) -> None:
+    cold = call(aws, cache, "dev", '{"test":"test1"}')
+    assert (cold.code, cold.stdout, cold.stderr) == (0, SEED_ANSWER, "")
+    assert counts(aws) == (1, 1, 1)
+    files = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
+
+    warm = call(aws, cache, "dev", '{"test":"test1"}')
+    assert (warm.code, warm.stdout, warm.stderr) == (0, SEED_ANSWER, "")
+    assert counts(aws) == (1, 1, 2), "a warm call makes no request to hops 1 and 2"
+    assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == files, "a warm call writes nothing"
+    event = aws.invocations[-1]
+    assert event["event"] == {"test": "test1"}
+    assert event["caller_arn"].startswith("arn:aws:sts::111111111111:assumed-role/iotinvoke-dev/")
+
+
+def test_three_environments_reach_their_own_roles_and_functions(aws: StandIn, cache: Path) -> None:
+    for env, function, caller in (
+        ("stg", f"{FN}:iotinvoke-stg-echo", "arn:aws:sts::111111111111:assumed-role/iotinvoke-stg/"),
+        ("prd", "arn:aws:lambda:eu-west-1:222222222222:function:iotinvoke-prd-echo",
+         "arn:aws:sts::222222222222:assumed-role/iotinvoke-prd/"),
+        ("dev", f"{FN}:ADCCrossAccountTest", "arn:aws:sts::111111111111:assumed-role/iotinvoke-dev/"),
+    ):
+        result = call(aws, cache, env, json.dumps({"env": env}))
+        assert result.code == 0, result.stderr
+        assert aws.invocations[-1]["function_arn"] == function
+        assert aws.invocations[-1]["caller_arn"].startswith(caller)
+        assert aws.invocations[-1]["event"] == {"env": env}
+    assert counts(aws) == (1, 3, 3), "one IoT fetch serves every environment"
+
+
+def test_one_hop_mode_skips_sts(aws: StandIn, cache: Path) -> None:
+    result = call(aws, cache, "direct", '{"n": 1}')
+    assert result.code == 0, result.stderr
+    assert json.loads(result.stdout)["event"] == {"n": 1}
+    assert counts(aws) == (1, 0, 1)
+    assert aws.invocations[-1]["caller_arn"].startswith("arn:aws:sts::000000000000:assumed-role/iotinvoke-device/")
+
+
+def test_payload_from_stdin_dash_and_file(aws: StandIn, cache: Path, tmp_path: Path) -> None:
+    payload = '{"unicode": "\u3053\u3093\u306b\u3061\u306f", "n": [1, 2.5, null]}'.encode()
+    assert call(aws, cache, "stg", stdin=payload).code == 0
+    assert aws.invocations[-1]["event"] == json.loads(payload)
+    assert call(aws, cache, "stg", "-", stdin=payload).code == 0
+    assert aws.invocations[-1]["event"] == json.loads(payload)
+    (tmp_path / "p.json").write_bytes(payload)
+    assert call(aws, cache, "stg", f"@{tmp_path / 'p.json'}").code == 0
+    assert aws.invocations[-1]["event"] == json.loads(payload)
+
+
+def test_event_and_dry_run(aws: StandIn, cache: Path) -> None:
+    before = len(aws.invocations)
+    event = call(aws, cache, "--event", "stg", '{"async": true}')
+    assert (event.code, event.stdout, event.stderr) == (0, b"", "")
+    dry = call(aws, cache, "--dry-run", "stg", '{"dry": true}')
+    assert (dry.code, dry.stdout, dry.stderr) == (0, b"", "")
+    runs = aws.invocations[before:]
+    assert [r["invocation_type"] for r in runs] == ["Event"], "DryRun runs nothing"
+    denied = call(aws, cache, "--dry-run", "noinvoke", "{}")
+    one_error_line(denied, 77, "lambda:", "invoke of", "denied")
+
+
+def test_function_error_exit_1_payload_on_stdout(aws: StandIn, cache: Path) -> None:
+    result = call(aws, cache, "fail", "{}")
+    assert result.code == 1
+    payload = json.loads(result.stdout)
+    assert payload["errorType"] == "ValueError"
+    one_error_line(result, 1, "function reported an error (Unhandled)", "ValueError")
+
+
+def test_log_tail_and_qualifier_and_client_context(aws: StandIn, cache: Path) -> None:
+    tail = call(aws, cache, "--log-tail", "print", '{"lines": 3}')
+    assert tail.code == 0, tail.stderr
+    assert "START RequestId:" in tail.stderr and "END RequestId:" in tail.stderr
+    direct = call(aws, cache, "--log-tail", "direct", "{}")
+    one_error_line(direct, 64, "one-hop mode", "cross-account log access")
+    prod = call(aws, cache, "--qualifier", "prod", "dev", "{}")
+    assert prod.code == 0 and aws.invocations[-1]["qualifier"] == "prod"
+    context = {"custom": {"device": "edge-0001"}}
+    echoed = call(aws, cache, "--client-context", json.dumps(context), "stg", "{}")
+    assert echoed.code == 0, echoed.stderr
+    assert aws.invocations[-1]["client_context"] == context
+
+
+def test_cache_files_are_private(aws: StandIn, cache: Path) -> None:
+    assert call(aws, cache, "dev", "{}").code == 0
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o700
+    entries = [p for p in cache.iterdir() if p.suffix == ".json"]
+    assert len(entries) == 2  # one per hop
+    for entry in entries:
+        assert stat.S_IMODE(entry.stat().st_mode) == 0o600
+        assert entry.stat().st_uid == os.geteuid()
+
+
+def test_expired_cached_credentials_are_refreshed(aws: StandIn, cache: Path) -> None:
+    assert call(aws, cache, "dev", "{}").code == 0
+    # Entries past their refresh time: fetched anew before the call.
+    for entry in cache.glob("*.json"):
+        data = json.loads(entry.read_text())
+        data["Expiration"] = data["Issued"] = 1000.0
+        entry.write_text(json.dumps(data))
+    assert call(aws, cache, "dev", "{}").code == 0
+    assert counts(aws) == (2, 2, 2)
+    # Entries that look fresh but AWS refuses: dropped, fetched once more, the call succeeds.
+    aws.expire_all_tokens()
+    result = call(aws, cache, "dev", "{}")
+    assert result.code == 0, result.stderr
+    assert counts(aws) == (3, 4, 4)
+
+
+def test_no_cache_option(aws: StandIn, cache: Path) -> None:
+    for _ in range(2):
+        assert call(aws, cache, "--no-cache", "dev", "{}").code == 0
+    assert counts(aws) == (2, 2, 2)
+    assert not cache.exists()
+
+
+def test_credential_process_and_clear_cache(aws: StandIn, cache: Path) -> None:
+    result = call(aws, cache, "--credential-process", "dev")
+    assert result.code == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["Version"] == 1 and document["AccessKeyId"].startswith("ASIA")
+    assert document["Expiration"].endswith("Z")
+    OUTPUTS.pop(-2)  # this stdout carries secrets by design; keep it out of the leak scan
+    cleared = call(aws, cache, "--clear-cache")
+    assert cleared.code == 0 and not list(cache.glob("*.json"))
+
+
+# --- every exit code, reached by a real cause ------------------------------------------------------
+
+
+def test_exit_64_bad_command_line(aws: StandIn, cache: Path) -> None:
+    one_error_line(call(aws, cache), 64, "missing ENV")
+    one_error_line(call(aws, cache, "--frobnicate", "dev"), 64, "unknown option --frobnicate")
+    one_error_line(call(aws, cache, "dev", "{}", "extra"), 64, "too many arguments")
+    one_error_line(call(aws, cache, "--event", "--dry-run", "dev", "{}"), 64, "exclude each other")
+    one_error_line(call(aws, cache, "--read-timeout", "soon", "dev", "{}"), 64, "--read-timeout")
+    one_error_line(call(aws, cache, "qa", "{}"), 64, "unknown environment 'qa'", "dev")
+    assert counts(aws) == (0, 0, 0)
+
+
+def test_exit_65_bad_payload_before_any_request(aws: StandIn, cache: Path, tmp_path: Path) -> None:
+    one_error_line(call(aws, cache, "dev", "{'single': 'quotes'}"), 65, "not valid JSON")
+    one_error_line(call(aws, cache, "dev", stdin=b""), 65, "not valid JSON")
+    big = tmp_path / "big.json"
+    big.write_bytes(b'"' + b"x" * 1048576 + b'"')
+    one_error_line(call(aws, cache, "--event", "dev", f"@{big}"), 65, "at most 1048576")
+    one_error_line(call(aws, cache, "--client-context", "[1]", "dev", "{}"), 65, "client-context")
+    assert counts(aws) == (0, 0, 0)
+
+
+def test_exit_66_missing_files(aws: StandIn, cache: Path, tmp_path: Path) -> None:
+    one_error_line(call(aws, cache, "dev", f"@{tmp_path / 'absent.json'}"), 66, "payload file", "absent.json")
+    config = with_iot(aws, tmp_path, "device.pem.key", "gone.pem.key")
+    one_error_line(run("dev", "{}", config=config, cache=cache), 66, "private key", "missing")
+    assert counts(aws) == (0, 0, 0)
+
+
+def with_iot(aws: StandIn, tmp_path: Path, old: str, new: str) -> Path:
+    config = tmp_path / "variant.ini"
+    text = aws.config_path.read_text()
+    assert old in text
+    config.write_text(text.replace(old, new).replace("= certs/", f"= {aws.workdir}/certs/").replace("ca = ", f"ca = {aws.workdir}/")
+                      .replace("ca_bundle = ", f"ca_bundle = {aws.workdir}/"))
+    return config
+
+
+def test_exit_69_permanent_refusals(aws: StandIn, cache: Path, tmp_path: Path) -> None:
+    missing = call(aws, cache, "missing", "{}")
+    one_error_line(missing, 69, "lambda: function not found", "ResourceNotFoundException", "HTTP 404")
+    # The IoT policy allows rolealias/iotinvoke-*, so the alias's absence is what AWS reports.
+    config = with_iot(aws, tmp_path, "role_alias = iotinvoke-alias", "role_alias = iotinvoke-nosuch")
+    one_error_line(run("dev", "{}", config=config, cache=cache), 69, "iot: role alias 'iotinvoke-nosuch' does not exist")
+
+
+def test_exit_77_permission_denied_at_each_hop(aws: StandIn, cache: Path, tmp_path: Path) -> None:
+    one_error_line(call(aws, cache, "untrusted", "{}"), 77, "sts: AssumeRole into", "AccessDenied", "HTTP 403")
+    one_error_line(call(aws, cache, "noinvoke", "{}"), 77, "lambda: invoke of", "AccessDeniedException")
+    one_error_line(call(aws, cache, "direct-denied", "{}"), 77, "resource policy must allow the IoT role")
+    for cert, phrase in (("nopolicy", "iot:AssumeRoleWithCertificate"), ("foreign", "TLS handshake"),
+                         ("expired", "TLS handshake"), ("inactive", "HTTP 403")):
+        config = with_iot(aws, tmp_path, "device.pem", f"{cert}.pem")
+        config.write_text(config.read_text().replace("thing_name = edge-0001\n", ""))
+        one_error_line(run("dev", "{}", config=config, cache=tmp_path / cert), 77, "iot:", phrase)
+    config = with_iot(aws, tmp_path, "thing_name = edge-0001", "thing_name = edge-0002")
+    one_error_line(run("dev", "{}", config=config, cache=cache), 77, "thing_name 'edge-0002' is not attached")
+
+
+def test_exit_78_configuration(aws: StandIn, cache: Path, tmp_path: Path) -> None:
+    one_error_line(run("dev", "{}", config=tmp_path / "absent.ini", cache=cache), 78, "configuration file not found")
+    one_error_line(run("dev", "{}", cache=cache, env={"IOTINVOKE_CONFIG": str(tmp_path / "x.ini")}), 78, "x.ini")
+    broken = tmp_path / "broken.ini"
+    broken.write_text(aws.config_path.read_text().replace("role_arn", "rolearn", 1))
+    one_error_line(run("dev", "{}", config=broken, cache=cache), 78, "[dev] rolearn: unknown key")
+
+
+def test_exit_76_garbled_answers(aws: StandIn, cache: Path) -> None:
+    aws.fault("iot", "respond", status=200, headers={"Content-Type": "application/json"}, body=b'{"credentials": {"accessKeyId"')
+    one_error_line(call(aws, cache, "dev", "{}"), 76, "iot:", "not the expected JSON")
+    aws.fault("sts", "respond", status=200, headers={"Content-Type": "text/xml"}, body=b"<AssumeRoleResponse><Assume")
+    one_error_line(call(aws, cache, "dev", "{}"), 76, "sts:", "not well-formed XML")
+    aws.fault("lambda", "respond", status=418, headers={}, body=b"\xff\xfe")
+    one_error_line(call(aws, cache, "dev", "{}"), 76, "lambda:", "unexpected answer")
+
+
+def test_exit_75_transient_after_retries(aws: StandIn, cache: Path) -> None:
+    aws.fault("sts", "5xx", count=10)
+    one_error_line(call(aws, cache, "dev", "{}"), 75, "sts: AWS server error", "after 3 attempts")
+    assert aws.count("sts") == 3
+    aws.clear_faults()
+    aws.fault("lambda", "throttle", count=1, retry_after=0)
+    result = call(aws, cache, "dev", "{}")
+    assert (result.code, result.stdout) == (0, SEED_ANSWER), "one throttle is retried"
+
+
+def test_exit_74_invoke_answer_lost_is_never_resent(aws: StandIn, cache: Path) -> None:
+    assert call(aws, cache, "stg", "{}").code == 0
+    before = len(aws.invocations)
+    aws.fault("lambda", "drop_after")
+    one_error_line(call(aws, cache, "stg", '{"once": true}'), 74, "may have run")
+    assert aws.count("lambda") == 2, "not re-sent"
+    assert [r["event"] for r in aws.invocations[before:]] == [{"once": True}], "the function ran once"
+
+
+def test_verbose_says_what_happens(aws: StandIn, cache: Path) -> None:
+    result = call(aws, cache, "-v", "dev", "{}")
+    assert result.code == 0
+    assert [line.split(":")[1].strip() for line in result.lines] == ["iot", "sts", "lambda"]
+
+
+def test_help_and_version(aws: StandIn, cache: Path) -> None:
+    helped = call(aws, cache, "--help")
+    assert helped.code == 0 and "usage: iotinvoke" in helped.stderr and helped.stdout == b""
+    version = call(aws, cache, "--version")
+    assert version.code == 0 and version.stderr.startswith("iotinvoke ")
+
+
+def test_log_tail_decodes_base64(aws: StandIn, cache: Path) -> None:
+    result = call(aws, cache, "-v", "--log-tail", "print", '{"lines": 2}')
+    assert result.code == 0
+    assert not any(_is_base64(line) for line in result.lines)
+
+
+def _is_base64(text: str) -> bool:
+    try:
+        return len(text) > 20 and base64.b64encode(base64.b64decode(text, validate=True)).decode() == text
+    except ValueError:
+        return False
+
+
+# --- clock and concurrency ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("offset", [-3600.0, 3600.0, -86400.0])
+def test_clock_skew_is_corrected_and_remembered(aws: StandIn, cache: Path, offset: float) -> None:
+    # AWS's clock is `offset` away from the board's: the first signed request is refused for its
+    # time stamp, iotinvoke takes the server's Date, re-signs, and keeps the offset for later calls.
+    aws.clock_offset_s = offset
+    first = call(aws, cache, "-v", "dev", "{}")
+    assert (first.code, first.stdout) == (0, SEED_ANSWER), first.stderr
+    assert "clock" in first.stderr
+    stored = json.loads((cache / "clock.json").read_text())["offset"]
+    assert abs(stored - offset) < 5
+    aws.reset_counts()
+    second = call(aws, cache, "-v", "stg", "{}")
+    assert second.code == 0 and "clock" not in second.stderr, "the next process starts corrected"
+    assert counts(aws) == (0, 1, 1)
+
+
+def test_concurrent_cold_start_fetches_once_per_hop(aws: StandIn, cache: Path) -> None:
+    import subprocess
+    import sys
+
+    from cli import SCRIPT
+
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "IOTINVOKE_"))}
+    environ["IOTINVOKE_CACHE_DIR"] = str(cache)
+    procs = [
+        subprocess.Popen([sys.executable, str(SCRIPT), "--config", str(aws.config_path), "dev", json.dumps({"i": i})],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environ)
+        for i in range(20)
+    ]
+    results = [(p.wait(60), *p.communicate()) for p in procs]
+    for code, out, err in results:
+        OUTPUTS.extend((out, err))
+        assert (code, out) == (0, SEED_ANSWER), err
+    assert counts(aws) == (1, 1, 20)
+
+
+def test_skew_error_on_a_warm_call_is_retried_once_with_server_time(aws: StandIn, cache: Path) -> None:
+    assert call(aws, cache, "dev", "{}").code == 0
+    aws.reset_counts()
+    aws.clock_offset_s = 1800.0  # from now on only Lambda's refusal can tell iotinvoke
+    result = call(aws, cache, "-v", "dev", "{}")
+    assert (result.code, result.stdout) == (0, SEED_ANSWER), result.stderr
+    assert "AWS refused our time stamp" in result.stderr
+    assert counts(aws) == (0, 0, 2)
