@@ -888,6 +888,7 @@ class Client:
         folder = _cache_folder(config) if use_cache else None
         self._cache = _Cache(folder, self._log)
         self._cert_digest: str | None = None
+        self._memory: dict[str, Credentials] = {}  # for long-lived clients (--stream), and --no-cache
         offset = self._cache.read_json("clock.json") or {}
         self.clock_offset = float(offset.get("offset", 0.0)) if isinstance(offset.get("offset"), (int, float)) else 0.0
 
@@ -1068,27 +1069,31 @@ class Client:
         return self._cached(self._sts_key(env), lambda: self._assume_role(env), refused)
 
     def _cached(self, key: str, fetch: Callable[[], Credentials], refused: str | None) -> Credentials:
-        """The entry at key if fresh, else fetch() under the entry's lock. ``refused`` is a session
-        token AWS just refused: an entry holding it is never returned."""
-        cached = self._cache.get(key)
+        """The credentials at key if fresh (in memory, else on disk), else fetch() under the entry's
+        lock. ``refused``: a session token AWS just refused, never to be returned again."""
+        cached = self._memory.get(key)
+        if cached is None or not cached.fresh(self.now()):
+            cached = self._cache.get(key)
         if cached is not None and cached.fresh(self.now()) and cached.token != refused:
+            self._memory[key] = cached
             return cached
         with self._cache.lock(key):
             # Another process may have refreshed the entry while we waited for the lock.
             current = self._cache.get(key)
             if current is not None and current.token == refused:
                 current = None
-            if current is not None and current.fresh(self.now()):
-                return current
-            try:
-                creds = fetch()
-            except _Retryable:
-                if current is not None and current.valid(self.now()):
-                    self._log("cache: refresh failed; using cached credentials valid until %s" % _iso8601(current.expiration))
-                    return current
-                raise
-            self._cache.put(key, creds)
-            return creds
+            if current is None or not current.fresh(self.now()):
+                try:
+                    fresh = fetch()
+                except _Retryable:
+                    if current is None or not current.valid(self.now()):
+                        raise
+                    self._log("cache: refresh failed; using credentials valid until %s" % _iso8601(current.expiration))
+                else:
+                    self._cache.put(key, fresh)
+                    current = fresh
+            self._memory[key] = current
+            return current
 
     def _correct_clock(self, server_time: float) -> None:
         self.clock_offset = server_time - self._clock()
@@ -1502,6 +1507,7 @@ _FUNCTION_RE = _compile(
 USAGE = """\
 usage: iotinvoke [options] ENV [PAYLOAD]
        iotinvoke [options] --credential-process ENV
+       iotinvoke [options] --stream ENV
        iotinvoke [options] --clear-cache
 
 Invoke ENV's Lambda function with PAYLOAD (JSON text; '-' or absent: standard input;
@@ -1518,6 +1524,9 @@ options:
   --connect-timeout S     seconds to connect to each endpoint (default 5)
   --read-timeout S        seconds to wait for the function (default 905; Event/DryRun 30)
   --no-cache              neither read nor write cached credentials
+  --stream                read one JSON payload per line from standard input and write one
+                          JSON line per result: {"exit", "status", "function_error",
+                          "payload", "error"}; connections and credentials are reused
   --credential-process    print ENV's credentials in the AWS credential_process format
   --clear-cache           remove all cached credentials
   -v, --verbose           say what happens, on standard error (never secrets)
@@ -1535,6 +1544,7 @@ _FLAGS = {
     "--log-tail": "log_tail",
     "--no-cache": "no_cache",
     "--credential-process": "credential_process",
+    "--stream": "stream",
     "--clear-cache": "clear_cache",
     "-v": "verbose",
     "--verbose": "verbose",
@@ -1641,17 +1651,17 @@ def _run(argv: list[str], stdin: IO[bytes], stdout: IO[bytes], stderr: IO[str]) 
     if options.get("version"):
         print("iotinvoke " + __version__, file=stderr)
         return EX_OK
-    actions = [a for a in ("credential_process", "clear_cache") if options.get(a)]
+    actions = [a for a in ("credential_process", "clear_cache", "stream") if options.get(a)]
     if options.get("clear_cache"):
         if positional:
             raise IotInvokeError("--clear-cache takes no ENV or PAYLOAD", EX_USAGE)
     elif not positional:
         raise IotInvokeError("missing ENV (see --help)", EX_USAGE)
     if len(actions) > 1 or (actions and (options.get("event") or options.get("dry_run"))):
-        raise IotInvokeError("choose one of --credential-process, --clear-cache or an invoke", EX_USAGE)
+        raise IotInvokeError("choose one of --credential-process, --clear-cache, --stream or an invoke", EX_USAGE)
     if options.get("event") and options.get("dry_run"):
         raise IotInvokeError("--event and --dry-run exclude each other", EX_USAGE)
-    if len(positional) > (1 if options.get("credential_process") else 2):
+    if len(positional) > (1 if actions else 2):
         raise IotInvokeError("too many arguments (see --help); quote the JSON payload", EX_USAGE)
     connect_timeout = _timeout_option(options, "connect_timeout")
     read_timeout = _timeout_option(options, "read_timeout")
@@ -1679,6 +1689,9 @@ def _run(argv: list[str], stdin: IO[bytes], stdout: IO[bytes], stderr: IO[str]) 
         creds = client.credentials(name)
         stdout.write(json.dumps(creds.to_json()).encode() + b"\n")
         return EX_OK
+    if options.get("stream"):
+        return _stream(client, name, stdin, stdout, bool(options.get("log_tail")), options.get("qualifier"),
+                       client_context, read_timeout)
     result = client.invoke(
         name,
         payload,
@@ -1696,6 +1709,48 @@ def _run(argv: list[str], stdin: IO[bytes], stdout: IO[bytes], stderr: IO[str]) 
         stderr.write("iotinvoke: lambda: the function reported an error (%s): %s\n"
                      % (result.function_error, _function_error_summary(result.payload)))
         return EX_FUNCTION_ERROR
+    return EX_OK
+
+
+def _stream(
+    client: Client,
+    name: str,
+    stdin: IO[bytes],
+    stdout: IO[bytes],
+    log_tail: bool,
+    qualifier: str | None,
+    client_context: str | None,
+    read_timeout: float | None,
+) -> int:
+    """--stream: one invoke per input line, one JSON result line each, until end of input.
+
+    For C programs that call often: start-up, the TLS handshake and the credential lookup are
+    paid once. A failed invoke is reported on its line and the stream goes on.
+    """
+    import json
+
+    for line in stdin:
+        payload = line.strip()
+        if not payload:
+            continue
+        record: dict[str, Any] = {"exit": EX_OK, "status": None, "function_error": None, "payload": None, "error": None}
+        try:
+            _check_payload(payload, "RequestResponse")
+            result = client.invoke(name, payload, log_tail=log_tail, qualifier=qualifier,
+                                   client_context=client_context, read_timeout=read_timeout)
+            record["status"] = result.status
+            record["function_error"] = result.function_error
+            record["exit"] = EX_FUNCTION_ERROR if result.function_error else EX_OK
+            try:
+                record["payload"] = json.loads(result.payload) if result.payload else None
+            except (ValueError, RecursionError):
+                record["payload"] = result.payload.decode("utf-8", "replace")
+            if result.log_result:
+                client._log("lambda: log tail: " + json.dumps(result.log_result))
+        except IotInvokeError as e:
+            record.update(exit=e.exit_code, status=e.status, error=str(e))
+        stdout.write(json.dumps(record, separators=(",", ":")).encode() + b"\n")
+        stdout.flush()
     return EX_OK
 
 

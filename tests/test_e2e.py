@@ -362,3 +362,39 @@ def test_skew_error_on_a_warm_call_is_retried_once_with_server_time(aws: StandIn
     assert (result.code, result.stdout) == (0, SEED_ANSWER), result.stderr
     assert "AWS refused our time stamp" in result.stderr
     assert counts(aws) == (0, 0, 2)
+
+
+# --- streaming mode ----------------------------------------------------------------------------------
+
+
+def test_stream_one_result_line_per_payload_line(aws: StandIn, cache: Path) -> None:
+    lines = [b'{"n": 1}', b"", b"{not json", b'{"n": 2}']
+    result = call(aws, cache, "--stream", "stg", stdin=b"\n".join(lines) + b"\n")
+    assert result.code == 0 and result.stderr == ""
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["exit"] for r in records] == [0, 65, 0], "the blank line is skipped, the bad one reported"
+    assert records[0]["payload"]["event"] == {"n": 1} and records[2]["payload"]["event"] == {"n": 2}
+    assert records[1]["error"].startswith("payload: payload is not valid JSON")
+    assert counts(aws) == (1, 1, 2), "credentials fetched once for the whole stream"
+
+
+def test_stream_reports_function_errors_and_refusals_per_line(aws: StandIn, cache: Path) -> None:
+    failed = call(aws, cache, "--stream", "fail", stdin=b"{}\n{}\n")
+    records = [json.loads(line) for line in failed.stdout.splitlines()]
+    assert [(r["exit"], r["function_error"]) for r in records] == [(1, "Unhandled")] * 2
+    assert records[0]["payload"]["errorType"] == "ValueError"
+    denied = call(aws, cache, "--stream", "noinvoke", stdin=b"{}\n")
+    record = json.loads(denied.stdout)
+    assert (denied.code, record["exit"], record["status"]) == (0, 77, 403)
+
+
+def test_exit_70_internal_error_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # Exit 70 is for bugs only, so no real cause reaches it: a fault is injected in-process.
+    import iotinvoke
+
+    def broken(*args: object) -> int:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(iotinvoke, "_run", broken)
+    assert iotinvoke.main(["dev", "{}"]) == 70
+    assert capsys.readouterr().err == "iotinvoke: internal error: KeyError: 'a bug'\n"
