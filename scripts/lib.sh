@@ -17,3 +17,16 @@ venv_for() {
   "$dir/bin/python" -m pip check >/dev/null
   cp "$requirements" "$dir/.requirements"
 }
+
+# need_command COMMAND PACKAGE: install the Debian PACKAGE when COMMAND is missing (CI runs as
+# root on a clean machine). Without root or apt, the tests that need it report a skip.
+need_command() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== installing $2 (for $1)" >&2
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2"; } >/dev/null 2>&1 \
+      || echo "== could not install $2: tests that need $1 will be skipped" >&2
+  else
+    echo "== $1 is missing and cannot be installed here: tests that need it will be skipped" >&2
+  fi
+}

@@ -27,6 +27,16 @@ class Run:
         return self.stderr.splitlines()
 
 
+def environment(cache: Path | None = None, env: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without AWS_* and IOTINVOKE_* (this machine sets AWS_CA_BUNDLE,
+    which would override the stand-in's ca_bundle), plus the cache folder and env."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "IOTINVOKE_"))}
+    if cache is not None:
+        environ["IOTINVOKE_CACHE_DIR"] = str(cache)
+    environ.update(env or {})
+    return environ
+
+
 def run(
     *args: str | Path,
     config: Path | None = None,
@@ -34,12 +44,11 @@ def run(
     stdin: bytes | None = None,
     env: dict[str, str] | None = None,
     timeout: float = 60,
+    wrapper: list[str] | None = None,
 ) -> Run:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "IOTINVOKE_"))}
-    if cache is not None:
-        environ["IOTINVOKE_CACHE_DIR"] = str(cache)
-    environ.update(env or {})
-    argv = [sys.executable, str(SCRIPT)]
+    """Run iotinvoke.py with args; wrapper (e.g. faketime and its options) goes in front."""
+    environ = environment(cache, env)
+    argv = (wrapper or []) + [sys.executable, str(SCRIPT)]
     if config is not None:
         argv += ["--config", str(config)]
     argv += [str(a) for a in args]

@@ -338,10 +338,9 @@ def test_concurrent_cold_start_fetches_once_per_hop(aws: StandIn, cache: Path) -
     import subprocess
     import sys
 
-    from cli import SCRIPT
+    from cli import SCRIPT, environment
 
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "IOTINVOKE_"))}
-    environ["IOTINVOKE_CACHE_DIR"] = str(cache)
+    environ = environment(cache)
     procs = [
         subprocess.Popen([sys.executable, str(SCRIPT), "--config", str(aws.config_path), "dev", json.dumps({"i": i})],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environ)
@@ -398,3 +397,21 @@ def test_exit_70_internal_error_is_one_line(monkeypatch: pytest.MonkeyPatch, cap
     monkeypatch.setattr(iotinvoke, "_run", broken)
     assert iotinvoke.main(["dev", "{}"]) == 70
     assert capsys.readouterr().err == "iotinvoke: internal error: KeyError: 'a bug'\n"
+
+
+@pytest.mark.parametrize("shift", ["-1d", "-1h", "+1h"])
+def test_board_clock_wrong_at_boot(aws: StandIn, cache: Path, shift: str) -> None:
+    # The board's own clock is shifted (libfaketime): TLS, signing and expiry must all still work,
+    # and the second process starts from the remembered offset.
+    import shutil
+
+    faketime = shutil.which("faketime")
+    if faketime is None:
+        pytest.skip("faketime is not installed (Debian package faketime; scripts/test installs it)")
+    wrapper = [faketime, "-f", shift]
+    first = call(aws, cache, "-v", "dev", "{}", wrapper=wrapper)
+    assert (first.code, first.stdout) == (0, SEED_ANSWER), first.stderr
+    assert "clock" in first.stderr
+    second = call(aws, cache, "dev", "{}", wrapper=wrapper)
+    assert (second.code, second.stdout, second.stderr) == (0, SEED_ANSWER, "")
+    assert counts(aws) == (1, 1, 2)

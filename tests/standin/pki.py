@@ -38,6 +38,9 @@ DEVICE_CERTS: Final = ("device", "inactive", "revoked", "foreign", "expired", "n
 RENEW_MARGIN: Final = datetime.timedelta(days=7)
 CA_LIFETIME: Final = datetime.timedelta(days=3650)
 LEAF_LIFETIME: Final = datetime.timedelta(days=365)
+# Real endpoint and device certificates were issued weeks before a board uses them, so a board
+# whose clock is a day behind still accepts them; certificates issued "now" would hide that.
+BACKDATE: Final = datetime.timedelta(days=30)
 SERVER_HOSTNAME: Final = "localhost"
 
 
@@ -120,7 +123,7 @@ def _generate(workdir: Path, pki: Pki) -> None:
 
     server_key = ec.generate_private_key(ec.SECP256R1())
     server_cert = _leaf(
-        _name(SERVER_HOSTNAME), server_key, ca_cert, ca_key, now, now + LEAF_LIFETIME,
+        _name(SERVER_HOSTNAME), server_key, ca_cert, ca_key, now - BACKDATE, now + LEAF_LIFETIME,
         usage=ExtendedKeyUsageOID.SERVER_AUTH,
         san=[x509.DNSName(SERVER_HOSTNAME), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
     )
@@ -132,7 +135,7 @@ def _generate(workdir: Path, pki: Pki) -> None:
         if name == "expired":
             start, end = now - datetime.timedelta(days=30), now - datetime.timedelta(days=1)
         else:
-            start, end = now - datetime.timedelta(minutes=5), now + LEAF_LIFETIME
+            start, end = now - BACKDATE, now + LEAF_LIFETIME
         # AWS IoT device certificates carry this subject; the name of the file tells them apart.
         cert = _leaf(_name("AWS IoT Certificate"), key, issuer_cert, issuer_key, start, end,
                      usage=ExtendedKeyUsageOID.CLIENT_AUTH, san=None)
@@ -150,7 +153,7 @@ def _make_ca(common_name: str, now: datetime.datetime) -> tuple[ec.EllipticCurve
         x509.CertificateBuilder()
         .subject_name(name).issuer_name(name).public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + CA_LIFETIME)
+        .not_valid_before(now - 2 * BACKDATE).not_valid_after(now + CA_LIFETIME)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
                                      content_commitment=False, key_encipherment=False, data_encipherment=False,
