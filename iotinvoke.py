@@ -191,10 +191,13 @@ class _ClockSkew(IotInvokeError):
 
 _IOT_KEYS = frozenset({"endpoint", "role_alias", "cert", "key", "ca", "thing_name"})
 _ENV_KEYS = frozenset({"function", "role_arn", "external_id", "region", "qualifier", "duration_seconds"})
-# Keys allowed in [DEFAULT] and in any environment section.
-_SHARED_KEYS = frozenset(
-    {"sts_endpoint", "lambda_endpoint", "ca_bundle", "cache_dir", "connect_timeout", "read_timeout", "max_attempts"}
+# Per-environment endpoint settings: in [DEFAULT] or an environment section.
+_ENDPOINT_KEYS = frozenset({"sts_endpoint", "lambda_endpoint", "ca_bundle"})
+# Process-wide settings: in [DEFAULT] or [iot].
+_GLOBAL_KEYS = frozenset(
+    {"cache_dir", "connect_timeout", "credentials_timeout", "read_timeout", "max_attempts"}
 )
+_SHARED_KEYS = _ENDPOINT_KEYS | _GLOBAL_KEYS
 
 
 class Environment:
@@ -246,7 +249,8 @@ class Config:
         self.thing_name: str | None = None
         self.cache_dir: str | None = None
         self.connect_timeout = CONNECT_TIMEOUT_S
-        self.read_timeout: float | None = None
+        self.credentials_timeout = CREDENTIALS_READ_TIMEOUT_S  # read timeout of hops 1 and 2
+        self.read_timeout: float | None = None  # of the invoke; None: by invocation type
         self.max_attempts = MAX_ATTEMPTS
         self.environments: dict[str, Environment] = {}
 
@@ -301,7 +305,7 @@ def load_config(path: str | None = None, environ: Mapping[str, str] = os.environ
     if not parser.has_section("iot"):
         raise ConfigError("missing section [iot] (endpoint, role_alias, cert, key)", path)
     iot = parser["iot"]
-    _check_keys(iot, _IOT_KEYS | _SHARED_KEYS, defaults, path, "iot")
+    _check_keys(iot, _IOT_KEYS | _GLOBAL_KEYS, defaults, path, "iot")
     config.iot_endpoint = _endpoint_url(_required(iot, "endpoint", path), path, "iot", "endpoint")
     if ".iot." in config.iot_endpoint and ".credentials.iot." not in config.iot_endpoint:
         raise ConfigError(
@@ -325,6 +329,7 @@ def load_config(path: str | None = None, environ: Mapping[str, str] = os.environ
     cache_dir = environ.get("IOTINVOKE_CACHE_DIR") or shared.get("cache_dir")
     config.cache_dir = relative(cache_dir) if cache_dir else None
     config.connect_timeout = _seconds(shared, "connect_timeout", CONNECT_TIMEOUT_S, path, "DEFAULT")
+    config.credentials_timeout = _seconds(shared, "credentials_timeout", CREDENTIALS_READ_TIMEOUT_S, path, "DEFAULT")
     if shared.get("read_timeout"):
         config.read_timeout = _seconds(shared, "read_timeout", INVOKE_READ_TIMEOUT_S, path, "DEFAULT")
     config.max_attempts = _integer(shared, "max_attempts", MAX_ATTEMPTS, 1, 10, path, "DEFAULT")
@@ -333,7 +338,7 @@ def load_config(path: str | None = None, environ: Mapping[str, str] = os.environ
         if name == "iot":
             continue
         section = parser[name]
-        _check_keys(section, _ENV_KEYS | _SHARED_KEYS, defaults, path, name)
+        _check_keys(section, _ENV_KEYS | _ENDPOINT_KEYS, defaults, path, name)
         config.environments[name] = _environment(name, section, config, environ, relative, path)
     return config
 
@@ -393,7 +398,8 @@ def _environment(
 def _check_keys(section: Any, allowed: frozenset[str], defaults: Any, path: str, name: str) -> None:
     # A mistyped role_arn must not silently turn an environment into one-hop mode.
     for key in section:
-        if key not in allowed and key not in defaults:
+        inherited = key in defaults and section[key] == defaults[key]
+        if key not in allowed and not inherited:
             raise ConfigError("unknown key (allowed: %s)" % ", ".join(sorted(allowed)), path, name, key)
 
 
@@ -985,7 +991,7 @@ class Client:
                 url,
                 headers,
                 None,
-                CREDENTIALS_READ_TIMEOUT_S,
+                config.credentials_timeout,
                 MAX_CREDENTIALS_RESPONSE_BYTES,
                 config.ca,
                 (config.cert, config.key),
@@ -1041,7 +1047,7 @@ class Client:
         signed = _signed_headers("POST", url, headers, body, source, "sts", env.region, self.now())
         self.requests["sts"] += 1
         response = self._transport.send(
-            "sts", "POST", url, signed, body, CREDENTIALS_READ_TIMEOUT_S, MAX_CREDENTIALS_RESPONSE_BYTES, env.ca_bundle
+            "sts", "POST", url, signed, body, self.config.credentials_timeout, MAX_CREDENTIALS_RESPONSE_BYTES, env.ca_bundle
         )
         self._note_server_time(response)
         if response.status == 200:

@@ -140,3 +140,15 @@ def test_missing_and_unreadable_files(tmp_path: Path) -> None:
     binary.write_bytes(b"\xff\xfe[iot]\n")
     with pytest.raises(ConfigError, match="cannot read the configuration file"):
         load_config(str(binary), environ={})
+
+
+def test_settings_in_the_wrong_section_are_errors_not_ignored(tmp_path: Path) -> None:
+    path = write(tmp_path, "[DEFAULT]\nconnect_timeout = 2\n" + IOT + "[dev]\nfunction = f\nconnect_timeout = 9\n")
+    with pytest.raises(ConfigError, match="\\[dev\\] connect_timeout: unknown key"):
+        load_config(str(path), environ={})
+    path = write(tmp_path, "[DEFAULT]\nconnect_timeout = 2\ncredentials_timeout = 3\n" + IOT + "[dev]\nfunction = f\n")
+    config = load_config(str(path), environ={})
+    assert (config.connect_timeout, config.credentials_timeout) == (2.0, 3.0)
+    path = write(tmp_path, IOT + "sts_endpoint = https://localhost:1\n")
+    with pytest.raises(ConfigError, match="\\[iot\\] sts_endpoint: unknown key"):
+        load_config(str(path), environ={})
