@@ -6,8 +6,22 @@ from pathlib import Path
 
 import pytest
 
+import cli
 from standin import StandIn
+from standin.creds import ALL_STORES
 from standin.testclient import TestClient
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_in_any_output() -> Iterator[None]:
+    """After the whole session: no secret any stand-in issued appears in anything any iotinvoke
+    run printed (stdout or stderr, at any verbosity), except where a test declared it expected."""
+    yield
+    secrets = [secret for store in ALL_STORES for secret in store.secrets()]
+    if not cli.OUTPUTS or not secrets:
+        return  # this session ran no CLI, or issued nothing: nothing to scan
+    leaks = {secret[:6] + "..." for secret in secrets for output in cli.OUTPUTS if secret.encode() in output}
+    assert not leaks, f"issued secrets reached iotinvoke's output: {sorted(leaks)}"
 
 
 @pytest.fixture(scope="session")

@@ -51,12 +51,17 @@ class IssuedCredential:
         return self.revoked or now >= self.expiration
 
 
+# Every store of this process, so that a test session can search all output for every secret.
+ALL_STORES: list["CredentialStore"] = []
+
+
 class CredentialStore:
     """Thread-safe registry of issued credentials, looked up by access key id."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._by_key: dict[str, IssuedCredential] = {}
+        ALL_STORES.append(self)
 
     def issue(self, *, now: datetime, duration_s: int, principal: Principal, role_arn: str, session_name: str,
               role_id: str, session_context: dict[str, str] | None = None,
