@@ -1,0 +1,588 @@
+/*
+ * example.c - calling iotinvoke from C, the way a program on an IoT board should.
+ *
+ * What it shows:
+ *   - running iotinvoke.py with posix_spawnp() (no shell, no fork+exec by hand), its standard
+ *     input, output and error connected to pipes through posix_spawn_file_actions;
+ *   - passing the JSON payload on iotinvoke's standard input while reading its standard output
+ *     and standard error at the same time with poll(), so that no pipe buffer can fill up and
+ *     deadlock the two processes, whatever the sizes (EINTR and EPIPE handled);
+ *   - reading the response payload into a growing buffer, bounded at 7 MiB (Lambda answers
+ *     are at most 6 MB), and keeping the last line of standard error (bounded) for the log;
+ *   - branching on the exit status with the <sysexits.h> names:
+ *       0            the response payload, printed on standard output;
+ *       1            the function raised: its error payload, printed on standard output;
+ *       EX_TEMPFAIL  (75) transient: run again after 1, 2, 4 ... s (plus jitter), at most
+ *                    -r times (default 3);
+ *       EX_IOERR     (74) the invoke was sent but its answer was lost: the function may have
+ *                    run, so it is NOT run again; whoever called us must decide;
+ *       other        a failure that retrying won't fix: iotinvoke's stderr line is shown.
+ *
+ * Usage:
+ *   example [-p PYTHON] [-s SCRIPT] [-c CONFIG] [-r RETRIES] ENV [PAYLOAD]
+ *
+ *   ENV        the environment (a section of iotinvoke's config file), e.g. dev
+ *   PAYLOAD    the JSON payload; "-" or absent: read it from standard input
+ *   -p PYTHON  the Python interpreter, looked up on PATH (default: python3)
+ *   -s SCRIPT  iotinvoke.py (default: /usr/local/bin/iotinvoke.py, where the README installs it)
+ *   -c CONFIG  iotinvoke's config file (default: none given, so iotinvoke uses its own default,
+ *              $IOTINVOKE_CONFIG or /etc/iotinvoke/iotinvoke.ini)
+ *   -r RETRIES how many times to run again after exit status 75, 0 to 10 (default: 3)
+ *
+ * Standard output gets the response payload byte for byte (exit status 0 or 1); standard error
+ * gets one short status line per attempt, prefixed "example: ". The exit status is iotinvoke's
+ * own (after the retries), or EX_USAGE / EX_DATAERR / EX_OSERR / EX_UNAVAILABLE / EX_SOFTWARE /
+ * EX_PROTOCOL / EX_IOERR for this program's own failures, so a caller can branch the same way.
+ *
+ * Compile (C99 + POSIX.1-2008; Linux, *BSD, macOS):
+ *   gcc -std=c99 -Wall -Wextra -O2 -o example scripts/example.c
+ * Try it against the local stand-in of AWS (see scripts/standin.py):
+ *   echo '{"test":"test1"}' | ./example -s ./iotinvoke.py -c /tmp/aws/iotinvoke.ini dev
+ *
+ * There is no overall time limit here: iotinvoke bounds every request itself (--connect-timeout,
+ * --read-timeout). The program is single-threaded; a multi-threaded caller must create the
+ * pipes with O_CLOEXEC atomically (pipe2) so that other threads' children don't inherit them.
+ */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <sysexits.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define PROG "example"
+#define MAX_PAYLOAD_BYTES (7u * 1024u * 1024u)  /* request and response; Lambda's limit is 6 MB */
+#define MAX_LINE_BYTES 1024u                    /* longest stderr line kept */
+#define MAX_RETRIES 10
+#define DEFAULT_RETRIES 3
+#define MAX_DELAY_MS 30000u
+#define CHUNK 65536u
+
+/* A byte buffer that grows by doubling, up to MAX_PAYLOAD_BYTES. */
+struct buf {
+    char *data;
+    size_t len, cap;
+    int overflow; /* more than MAX_PAYLOAD_BYTES arrived; the excess was discarded */
+};
+
+/* The last non-empty line seen on a stream, bounded (a longer line is cut). */
+struct line {
+    char cur[MAX_LINE_BYTES], last[MAX_LINE_BYTES];
+    size_t cur_len, last_len;
+};
+
+/* One run of iotinvoke. */
+struct run {
+    int status; /* from waitpid */
+    struct buf out;
+    struct line err;
+};
+
+#if defined(__GNUC__)
+#define PRINTF_LIKE __attribute__((format(printf, 1, 2)))
+#else
+#define PRINTF_LIKE
+#endif
+
+/* One status line on standard error: "example: ...". */
+static PRINTF_LIKE void say(const char *fmt, ...)
+{
+    va_list ap;
+    fputs(PROG ": ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static int buf_append(struct buf *b, const char *p, size_t n)
+{
+    if (b->overflow || n > MAX_PAYLOAD_BYTES - b->len) {
+        b->overflow = 1;
+        return 0;
+    }
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : CHUNK;
+        char *grown;
+        while (cap < b->len + n)
+            cap *= 2;
+        if (cap > MAX_PAYLOAD_BYTES)
+            cap = MAX_PAYLOAD_BYTES;
+        grown = realloc(b->data, cap);
+        if (grown == NULL)
+            return -1;
+        b->data = grown;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return 0;
+}
+
+static void buf_free(struct buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+    b->overflow = 0;
+}
+
+static void line_feed(struct line *l, const char *p, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        if (p[i] == '\n') {
+            if (l->cur_len > 0) {
+                memcpy(l->last, l->cur, l->cur_len);
+                l->last_len = l->cur_len;
+            }
+            l->cur_len = 0;
+        } else if (l->cur_len < sizeof l->cur - 1) {
+            l->cur[l->cur_len++] = p[i];
+        }
+    }
+}
+
+/* The last non-empty line, NUL-terminated; "" if there was none. */
+static const char *line_get(struct line *l)
+{
+    if (l->cur_len > 0) { /* a last line without its newline */
+        memcpy(l->last, l->cur, l->cur_len);
+        l->last_len = l->cur_len;
+        l->cur_len = 0;
+    }
+    l->last[l->last_len] = '\0';
+    return l->last;
+}
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0) {
+        close(*fd);
+        *fd = -1;
+    }
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Reads all of fd into b; returns 0, or an exit status after saying why. */
+static int read_all(int fd, struct buf *b, const char *what)
+{
+    char chunk[CHUNK];
+    for (;;) {
+        ssize_t r = read(fd, chunk, sizeof chunk);
+        if (r == 0)
+            return 0;
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            say("cannot read %s: %s", what, strerror(errno));
+            return EX_IOERR;
+        }
+        if (buf_append(b, chunk, (size_t)r) != 0) {
+            say("out of memory");
+            return EX_OSERR;
+        }
+        if (b->overflow) {
+            say("%s is over %u bytes", what, MAX_PAYLOAD_BYTES);
+            return EX_DATAERR;
+        }
+    }
+}
+
+static int set_flag(int fd, int get, int set, int flag)
+{
+    int flags = fcntl(fd, get);
+    return flags < 0 ? -1 : fcntl(fd, set, flags | flag);
+}
+
+/* Adds fd to the poll set unless it is closed (-1); returns its index there, or -1. */
+static int watch(struct pollfd *fds, nfds_t *n, int fd, short events)
+{
+    if (fd < 0)
+        return -1;
+    fds[*n].fd = fd;
+    fds[*n].events = events;
+    fds[*n].revents = 0;
+    return (int)(*n)++;
+}
+
+/* Makes sure descriptors 0, 1 and 2 are open, so that pipe() never returns one of them. */
+static int guard_std_fds(void)
+{
+    int fd;
+    for (fd = 0; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
+            int null = open("/dev/null", O_RDWR);
+            if (null < 0)
+                return -1;
+            if (null != fd) { /* cannot happen: open() returns the lowest free descriptor */
+                close(null);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+/*
+ * Runs argv once with payload on its standard input; fills r. Returns 0 when the child was
+ * run and reaped (its status in r->status), or an exit status after saying why not.
+ */
+static int run_once(char *const argv[], const struct buf *payload, struct run *r)
+{
+    int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1};
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attr;
+    sigset_t pipe_only, none;
+    pid_t pid = -1;
+    size_t sent = 0;
+    int rc, i, failed = 0;
+
+    if (pipe(in) != 0 || pipe(out) != 0 || pipe(err) != 0) {
+        say("pipe: %s", strerror(errno));
+        failed = EX_OSERR;
+        goto close_pipes;
+    }
+    /* Every pipe end is close-on-exec; dup2() onto 0, 1, 2 in the child clears the flag there.
+     * The parent writes without blocking, so a full pipe sends it back to poll(). */
+    for (i = 0; i < 2; i++) {
+        if (set_flag(in[i], F_GETFD, F_SETFD, FD_CLOEXEC) != 0 ||
+            set_flag(out[i], F_GETFD, F_SETFD, FD_CLOEXEC) != 0 ||
+            set_flag(err[i], F_GETFD, F_SETFD, FD_CLOEXEC) != 0) {
+            say("fcntl: %s", strerror(errno));
+            failed = EX_OSERR;
+            goto close_pipes;
+        }
+    }
+    if (set_flag(in[1], F_GETFL, F_SETFL, O_NONBLOCK) != 0) {
+        say("fcntl: %s", strerror(errno));
+        failed = EX_OSERR;
+        goto close_pipes;
+    }
+
+    if ((rc = posix_spawn_file_actions_init(&actions)) != 0) {
+        say("posix_spawn_file_actions_init: %s", strerror(rc));
+        failed = EX_OSERR;
+        goto close_pipes;
+    }
+    if ((rc = posix_spawnattr_init(&attr)) != 0) {
+        say("posix_spawnattr_init: %s", strerror(rc));
+        posix_spawn_file_actions_destroy(&actions);
+        failed = EX_OSERR;
+        goto close_pipes;
+    }
+    /* We ignore SIGPIPE to get EPIPE instead; the child gets the default back, and an empty
+     * signal mask. */
+    sigemptyset(&none);
+    sigemptyset(&pipe_only);
+    sigaddset(&pipe_only, SIGPIPE);
+    if ((rc = posix_spawn_file_actions_adddup2(&actions, in[0], STDIN_FILENO)) != 0 ||
+        (rc = posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO)) != 0 ||
+        (rc = posix_spawn_file_actions_adddup2(&actions, err[1], STDERR_FILENO)) != 0 ||
+        (rc = posix_spawnattr_setsigdefault(&attr, &pipe_only)) != 0 ||
+        (rc = posix_spawnattr_setsigmask(&attr, &none)) != 0 ||
+        (rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK)) != 0) {
+        say("posix_spawn set-up: %s", strerror(rc));
+        failed = EX_OSERR;
+    } else if ((rc = posix_spawnp(&pid, argv[0], &actions, &attr, argv, environ)) != 0) {
+        say("cannot run %s: %s", argv[0], strerror(rc));
+        failed = rc == ENOENT || rc == EACCES ? EX_UNAVAILABLE : EX_OSERR;
+    }
+    posix_spawnattr_destroy(&attr);
+    posix_spawn_file_actions_destroy(&actions);
+    if (failed)
+        goto close_pipes;
+
+    /* The parent keeps only its own ends: otherwise it would never see end-of-file. */
+    close_fd(&in[0]);
+    close_fd(&out[1]);
+    close_fd(&err[1]);
+    if (payload->len == 0)
+        close_fd(&in[1]);
+
+    while (in[1] >= 0 || out[0] >= 0 || err[0] >= 0) {
+        struct pollfd fds[3];
+        nfds_t n = 0;
+        int w_at = watch(fds, &n, in[1], POLLOUT);
+        int o_at = watch(fds, &n, out[0], POLLIN);
+        int e_at = watch(fds, &n, err[0], POLLIN);
+        char chunk[CHUNK];
+
+        if (poll(fds, n, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            say("poll: %s", strerror(errno));
+            failed = EX_OSERR;
+            break;
+        }
+        if (w_at >= 0 && fds[w_at].revents != 0) {
+            size_t left = payload->len - sent;
+            ssize_t w = write(in[1], payload->data + sent, left < CHUNK ? left : CHUNK);
+            if (w >= 0) {
+                sent += (size_t)w;
+                if (sent == payload->len)
+                    close_fd(&in[1]); /* end-of-file: iotinvoke reads the payload to its end */
+            } else if (errno == EPIPE) {
+                close_fd(&in[1]); /* it stopped reading (an early error): its status says why */
+            } else if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) {
+                say("writing the payload: %s", strerror(errno));
+                failed = EX_OSERR;
+                break;
+            }
+        }
+        if (o_at >= 0 && fds[o_at].revents != 0) {
+            ssize_t got = read(out[0], chunk, sizeof chunk);
+            if (got > 0) {
+                if (buf_append(&r->out, chunk, (size_t)got) != 0) {
+                    say("out of memory");
+                    failed = EX_OSERR;
+                    break;
+                } /* past the bound: keep draining, so the child can finish; reported later */
+            } else if (got == 0) {
+                close_fd(&out[0]);
+            } else if (errno != EINTR && errno != EAGAIN) {
+                say("reading the response: %s", strerror(errno));
+                failed = EX_OSERR;
+                break;
+            }
+        }
+        if (e_at >= 0 && fds[e_at].revents != 0) {
+            ssize_t got = read(err[0], chunk, sizeof chunk);
+            if (got > 0)
+                line_feed(&r->err, chunk, (size_t)got);
+            else if (got == 0)
+                close_fd(&err[0]);
+            else if (errno != EINTR && errno != EAGAIN) {
+                say("reading the error line: %s", strerror(errno));
+                failed = EX_OSERR;
+                break;
+            }
+        }
+    }
+    if (failed)
+        kill(pid, SIGTERM); /* we can't go on; don't leave it blocked on a pipe */
+    close_fd(&in[1]);
+    close_fd(&out[0]);
+    close_fd(&err[0]);
+    while (waitpid(pid, &r->status, 0) < 0) {
+        if (errno != EINTR) {
+            say("waitpid: %s", strerror(errno));
+            return failed ? failed : EX_OSERR;
+        }
+    }
+    return failed;
+
+close_pipes:
+    for (i = 0; i < 2; i++) {
+        close_fd(&in[i]);
+        close_fd(&out[i]);
+        close_fd(&err[i]);
+    }
+    return failed;
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec left;
+    left.tv_sec = (time_t)(ms / 1000u);
+    left.tv_nsec = (long)(ms % 1000u) * 1000000L;
+    while (nanosleep(&left, &left) != 0 && errno == EINTR)
+        ;
+}
+
+/* 1 s, 2 s, 4 s ... before retry number attempt, capped, plus up to 25 % random jitter so that
+ * a fleet of boards that failed together does not retry together. */
+static unsigned backoff_ms(int attempt)
+{
+    unsigned ms = 1000u;
+    int i;
+    for (i = 1; i < attempt && ms < MAX_DELAY_MS; i++)
+        ms *= 2;
+    if (ms > MAX_DELAY_MS)
+        ms = MAX_DELAY_MS;
+    return ms + (unsigned)rand() % (ms / 4u + 1u);
+}
+
+static void usage(void)
+{
+    fputs("usage: " PROG " [-p PYTHON] [-s SCRIPT] [-c CONFIG] [-r RETRIES] ENV [PAYLOAD]\n", stderr);
+}
+
+int main(int argc, char *argv[])
+{
+    const char *python = "python3";
+    const char *script = "/usr/local/bin/iotinvoke.py";
+    const char *config = NULL;
+    const char *env, *arg_payload = NULL;
+    char *child_argv[8];
+    struct buf payload = {NULL, 0, 0, 0};
+    struct run r;
+    struct sigaction ignore;
+    int retries = DEFAULT_RETRIES, attempt, opt, n = 0, code = EX_OK;
+
+    while ((opt = getopt(argc, argv, "p:s:c:r:h")) != -1) {
+        switch (opt) {
+        case 'p': python = optarg; break;
+        case 's': script = optarg; break;
+        case 'c': config = optarg; break;
+        case 'r': {
+            char *end;
+            long value;
+            errno = 0;
+            value = strtol(optarg, &end, 10);
+            if (errno != 0 || end == optarg || *end != '\0' || value < 0 || value > MAX_RETRIES) {
+                say("-r takes a number of retries from 0 to %d", MAX_RETRIES);
+                return EX_USAGE;
+            }
+            retries = (int)value;
+            break;
+        }
+        case 'h': usage(); return EX_OK;
+        default: usage(); return EX_USAGE;
+        }
+    }
+    if (argc - optind < 1 || argc - optind > 2) {
+        usage();
+        return EX_USAGE;
+    }
+    env = argv[optind];
+    if (argc - optind == 2 && strcmp(argv[optind + 1], "-") != 0)
+        arg_payload = argv[optind + 1];
+
+    if (guard_std_fds() != 0) {
+        say("cannot open /dev/null: %s", strerror(errno));
+        return EX_OSERR;
+    }
+    /* A write to a pipe whose reader is gone must fail with EPIPE, not kill us. */
+    memset(&ignore, 0, sizeof ignore);
+    ignore.sa_handler = SIG_IGN;
+    sigemptyset(&ignore.sa_mask);
+    if (sigaction(SIGPIPE, &ignore, NULL) != 0) {
+        say("sigaction: %s", strerror(errno));
+        return EX_OSERR;
+    }
+    srand((unsigned)time(NULL) ^ (unsigned)getpid());
+
+    /* The payload: from the command line, or all of standard input. Either way it is passed on
+     * iotinvoke's standard input, so its size is not limited by the argument list. */
+    if (arg_payload != NULL) {
+        if (buf_append(&payload, arg_payload, strlen(arg_payload)) != 0) {
+            say("out of memory");
+            code = EX_OSERR;
+        } else if (payload.overflow) {
+            say("the payload is over %u bytes", MAX_PAYLOAD_BYTES);
+            code = EX_DATAERR;
+        }
+        if (code != EX_OK) {
+            buf_free(&payload);
+            return code;
+        }
+    } else if ((code = read_all(STDIN_FILENO, &payload, "the payload on standard input")) != 0) {
+        buf_free(&payload);
+        return code;
+    }
+
+    child_argv[n++] = (char *)python;
+    child_argv[n++] = (char *)script;
+    if (config != NULL) {
+        child_argv[n++] = "--config";
+        child_argv[n++] = (char *)config;
+    }
+    child_argv[n++] = "--"; /* ENV is never taken for an option */
+    child_argv[n++] = (char *)env;
+    child_argv[n++] = "-";  /* the payload comes on standard input */
+    child_argv[n] = NULL;
+
+    for (attempt = 1;; attempt++) {
+        int failed;
+        const char *line;
+
+        memset(&r, 0, sizeof r);
+        failed = run_once(child_argv, &payload, &r);
+        if (failed) {
+            code = failed;
+            buf_free(&r.out);
+            break;
+        }
+        line = line_get(&r.err);
+        if (WIFSIGNALED(r.status)) {
+            say("%s: iotinvoke was killed by signal %d", env, WTERMSIG(r.status));
+            code = EX_SOFTWARE;
+        } else if (!WIFEXITED(r.status)) {
+            say("%s: iotinvoke ended with wait status %#x", env, (unsigned)r.status);
+            code = EX_SOFTWARE;
+        } else if (r.out.overflow) {
+            say("%s: the response is over %u bytes; discarded", env, MAX_PAYLOAD_BYTES);
+            code = EX_PROTOCOL;
+        } else {
+            code = WEXITSTATUS(r.status);
+            switch (code) {
+            case EX_OK:
+            case 1: /* the function raised; its error payload is the answer to print */
+                if (write_all(STDOUT_FILENO, r.out.data, r.out.len) != 0) {
+                    say("%s: cannot write the response: %s", env, strerror(errno));
+                    code = EX_IOERR;
+                } else if (code == EX_OK) {
+                    say("%s: ok, %zu bytes (attempt %d)", env, r.out.len, attempt);
+                } else {
+                    say("%s: the function reported an error (its payload is on stdout): %s", env,
+                        *line ? line : "(no detail)");
+                }
+                break;
+            case EX_TEMPFAIL:
+                if (attempt <= retries) {
+                    unsigned ms = backoff_ms(attempt);
+                    say("%s: transient failure, retrying in %u.%01u s (retry %d of %d): %s", env,
+                        ms / 1000u, ms % 1000u / 100u, attempt, retries, line);
+                    buf_free(&r.out);
+                    sleep_ms(ms);
+                    continue;
+                }
+                say("%s: transient failure, giving up after %d attempt%s: %s", env, attempt,
+                    attempt == 1 ? "" : "s", line);
+                break;
+            case EX_IOERR:
+                say("%s: the answer was lost and the function may have run; not retrying: %s", env,
+                    line);
+                break;
+            default:
+                say("%s: failed with exit status %d: %s", env, code,
+                    *line ? line : "(nothing on stderr)");
+                break;
+            }
+        }
+        buf_free(&r.out);
+        break;
+    }
+    buf_free(&payload);
+    return code;
+}

@@ -1,0 +1,274 @@
+"""scripts/example.c, the C caller, compiled with gcc and run against the local stand-in of AWS.
+
+It runs the real iotinvoke.py as its subprocess (sys.executable as PYTHON), exactly as a program
+on a board would: payload on the child's stdin, response from its stdout, branch on exit status.
+A few cases use a small Python script in place of iotinvoke.py to drive the C program's own
+edge cases (a child that writes a lot before reading, an oversized answer, a killed child).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from standin import StandIn
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCE = ROOT / "scripts" / "example.c"
+SCRIPT = ROOT / "iotinvoke.py"
+SEED_ANSWER = b'{"statusCode": 200, "body": "\\"Hello from Lambda cross account test!\\""}'
+FN = "arn:aws:lambda:ap-northeast-1:111111111111:function"
+TOOLS_ROLE = "arn:aws:iam::111111111111:role/iotinvoke-tools"
+CFLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-D_POSIX_C_SOURCE=200809L", "-O2"]
+OUTPUTS: list[bytes] = []
+
+
+@dataclass
+class Run:
+    code: int
+    stdout: bytes
+    stderr: str
+
+    @property
+    def lines(self) -> list[str]:
+        return self.stderr.splitlines()
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.skip("gcc is not installed: cannot compile scripts/example.c")
+    binary = tmp_path_factory.mktemp("c") / "example"
+    done = subprocess.run([gcc, *CFLAGS, "-o", str(binary), str(SOURCE)], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stderr == "", f"gcc {' '.join(CFLAGS)}:\n{done.stderr}"
+    return binary
+
+
+@pytest.fixture(scope="module")
+def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandIn]:
+    with StandIn(tmp_path_factory.mktemp("standin")) as stand_in:
+        extra = f"\n[fail]\nfunction = {FN}:iotinvoke-tools-fail\nrole_arn = {TOOLS_ROLE}\n"
+        stand_in.config_path.write_text(stand_in.config_path.read_text() + extra)
+        yield stand_in
+        secrets = stand_in.issued_secrets()
+        assert secrets, "the stand-in issued no credentials: the secret scan would prove nothing"
+        leaks = [s[:8] for s in secrets for out in OUTPUTS if s.encode() in out]
+        assert not leaks, f"secrets reached the C program's stdout/stderr: {leaks}"
+
+
+@pytest.fixture
+def cache(tmp_path: Path, aws: StandIn) -> Iterator[Path]:
+    """A fresh credential cache for each test, and a stand-in with no faults and zeroed counters."""
+    aws.clear_faults()
+    aws.reset_counts()
+    aws.clock_offset_s = 0.0
+    errors_before = len(aws.server_errors)
+    yield tmp_path / "cache"
+    aws.clear_faults()
+    assert aws.server_errors[errors_before:] == [], "the stand-in itself failed"
+
+
+def run_c(
+    binary: Path,
+    *args: str | Path,
+    cache: Path,
+    config: Path | None = None,
+    script: Path = SCRIPT,
+    stdin: bytes = b"",
+    wrapper: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+) -> Run:
+    # This machine sets AWS_CA_BUNDLE globally: it would override the stand-in's ca_bundle.
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "IOTINVOKE_"))}
+    environ["IOTINVOKE_CACHE_DIR"] = str(cache)
+    environ.update(env or {})
+    argv = [*wrapper, str(binary), "-p", sys.executable, "-s", str(script)]
+    if config is not None:
+        argv += ["-c", str(config)]
+    argv += [str(a) for a in args]
+    done = subprocess.run(argv, input=stdin, capture_output=True, env=environ, timeout=timeout)
+    OUTPUTS.extend((done.stdout, done.stderr))
+    return Run(done.returncode, done.stdout, done.stderr.decode("utf-8", "replace"))
+
+
+def call(example: Path, aws: StandIn, cache: Path, *args: str, **kw: object) -> Run:
+    return run_c(example, *args, cache=cache, config=aws.config_path, **kw)  # type: ignore[arg-type]
+
+
+# --- against the stand-in, with the real iotinvoke.py ------------------------------------------------
+
+
+def test_success_prints_the_seed_answer_and_exits_0(example: Path, aws: StandIn, cache: Path) -> None:
+    result = call(example, aws, cache, "dev", stdin=b'{"test":"test1"}')
+    assert (result.code, result.stdout) == (0, SEED_ANSWER), result.stderr
+    assert result.lines == [f"example: dev: ok, {len(SEED_ANSWER)} bytes (attempt 1)"]
+    assert aws.invocations[-1]["event"] == {"test": "test1"}
+    assert (aws.count("sts"), aws.count("lambda")) == (1, 1)
+
+
+def test_payload_as_argument_and_from_stdin_arrive_intact(example: Path, aws: StandIn, cache: Path) -> None:
+    payload = {"unicode": "\u3053\u3093\u306b\u3061\u306f", "n": [1, 2.5, None]}
+    text = json.dumps(payload, ensure_ascii=False)
+    for args, stdin in ((("stg", text), b""), (("stg", "-"), text.encode()), (("stg",), text.encode())):
+        result = call(example, aws, cache, *args, stdin=stdin)
+        assert result.code == 0, result.stderr
+        assert json.loads(result.stdout)["event"] == payload
+        assert aws.invocations[-1]["event"] == payload
+
+
+def test_function_error_exits_1_with_the_error_payload(example: Path, aws: StandIn, cache: Path) -> None:
+    result = call(example, aws, cache, "fail", '{"why": "test"}')
+    assert result.code == 1, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["errorType"] == "ValueError" and "asked to fail" in payload["errorMessage"]
+    assert len(result.lines) == 1 and "the function reported an error" in result.stderr
+    assert "ValueError" in result.stderr, "iotinvoke's own line is passed on"
+    assert aws.count("lambda") == 1, "a function error is not retried"
+
+
+def test_transient_75_is_retried_then_succeeds(example: Path, aws: StandIn, cache: Path) -> None:
+    # iotinvoke makes 3 attempts at STS itself, then exits 75; the C program's retry gets through.
+    aws.fault("sts", "5xx", count=3)
+    result = call(example, aws, cache, "dev", '{"retry": true}')
+    assert (result.code, result.stdout) == (0, SEED_ANSWER), result.stderr
+    assert len(result.lines) == 2, result.stderr
+    assert result.lines[0].startswith("example: dev: transient failure, retrying in 1.")
+    assert "(retry 1 of 3)" in result.lines[0] and "sts: AWS server error" in result.lines[0]
+    assert result.lines[1] == f"example: dev: ok, {len(SEED_ANSWER)} bytes (attempt 2)"
+    assert (aws.count("sts"), aws.count("lambda")) == (4, 1), "two runs of iotinvoke, one invoke"
+
+
+def test_transient_75_gives_up_after_the_retries(example: Path, aws: StandIn, cache: Path) -> None:
+    aws.fault("sts", "5xx", count=10)
+    result = call(example, aws, cache, "-r", "1", "dev", "{}")
+    assert (result.code, result.stdout) == (75, b""), result.stderr
+    assert len(result.lines) == 2, result.stderr
+    assert "retrying" in result.lines[0] and "(retry 1 of 1)" in result.lines[0]
+    assert result.lines[1].startswith("example: dev: transient failure, giving up after 2 attempts: ")
+    assert (aws.count("sts"), aws.count("lambda")) == (6, 0), "exactly two runs of iotinvoke"
+
+    aws.clear_faults()
+    aws.reset_counts()
+    aws.fault("sts", "5xx", count=10)
+    once = call(example, aws, cache, "-r", "0", "dev", "{}")
+    assert once.code == 75 and "retrying in" not in once.stderr and aws.count("sts") == 3
+
+
+def test_answer_lost_74_is_not_retried_and_the_function_ran_once(example: Path, aws: StandIn, cache: Path) -> None:
+    before = len(aws.invocations)
+    aws.fault("lambda", "drop_after")
+    result = call(example, aws, cache, "stg", '{"once": true}')
+    assert (result.code, result.stdout) == (74, b""), result.stderr
+    assert len(result.lines) == 1 and "retrying in" not in result.stderr, result.stderr
+    assert "may have run; not retrying" in result.stderr and "iotinvoke: " in result.stderr
+    assert aws.count("lambda") == 1, "the invoke was not re-sent"
+    assert [r["event"] for r in aws.invocations[before:]] == [{"once": True}], "the function ran once"
+
+
+def test_one_megabyte_round_trip(example: Path, aws: StandIn, cache: Path) -> None:
+    big = "x" * 1_000_000 + "\u00e9"
+    payload = json.dumps(big).encode()
+    result = call(example, aws, cache, "stg", stdin=payload, timeout=60)
+    assert result.code == 0, result.stderr
+    assert len(result.stdout) > 1_000_000
+    assert json.loads(result.stdout)["event"] == big
+    assert aws.invocations[-1]["event"] == big
+
+
+def test_unknown_environment_exits_64(example: Path, aws: StandIn, cache: Path) -> None:
+    before = len(aws.invocations)
+    result = call(example, aws, cache, "nosuchenv", "{}")
+    assert (result.code, result.stdout) == (64, b""), result.stderr
+    assert len(result.lines) == 1, result.stderr
+    assert result.lines[0].startswith("example: nosuchenv: failed with exit status 64: iotinvoke: ")
+    assert "unknown environment 'nosuchenv'" in result.stderr
+    assert len(aws.invocations) == before
+
+
+# --- the C program's own edges, with stand-ins for iotinvoke.py ---------------------------------------
+
+
+def test_own_usage_errors_exit_64(example: Path, tmp_path: Path) -> None:
+    for args in ((), ("-r", "11", "dev"), ("-r", "x", "dev"), ("-z", "dev"), ("dev", "{}", "extra")):
+        result = run_c(example, *args, cache=tmp_path)
+        assert (result.code, result.stdout) == (64, b""), (args, result.stderr)
+        assert result.stderr, args
+
+
+def test_missing_python_is_reported(example: Path) -> None:
+    done = subprocess.run(
+        [str(example), "-p", "/nonexistent/python3", "-s", str(SCRIPT), "dev", "{}"], capture_output=True, text=True
+    )
+    assert (done.returncode, done.stdout) == (69, "")
+    assert done.stderr == "example: cannot run /nonexistent/python3: No such file or directory\n"
+
+
+def test_child_writing_before_reading_does_not_deadlock(example: Path, tmp_path: Path) -> None:
+    # 1 MiB on stderr and on stdout before reading a byte of the 2 MiB payload: a caller that
+    # wrote the whole payload first, or read one stream at a time, would hang here forever.
+    chatty = tmp_path / "chatty.py"
+    chatty.write_text(
+        "import sys\n"
+        "sys.stderr.write('e' * 1048576 + '\\nthe last line\\n'); sys.stderr.flush()\n"
+        "sys.stdout.write('o' * 1048576); sys.stdout.flush()\n"
+        "data = sys.stdin.buffer.read()\n"
+        "sys.stdout.write('|%d|%s' % (len(data), sys.argv[1:]))\n"
+    )
+    payload = json.dumps("p" * 2 * 1048576).encode()
+    result = run_c(example, "dev", script=chatty, cache=tmp_path, stdin=payload, timeout=30)
+    assert result.code == 0, result.stderr[-300:]
+    assert result.stdout == b"o" * 1048576 + b"|%d|['--', 'dev', '-']" % len(payload)
+
+
+def test_child_exit_codes_and_signals_pass_through(example: Path, tmp_path: Path) -> None:
+    fake = tmp_path / "fake.py"
+    fake.write_text(
+        "import os, signal, sys\n"
+        "sys.stdin.buffer.read()\n"
+        "mode = os.environ['FAKE_MODE']\n"
+        "if mode == 'big':\n"
+        "    sys.stdout.buffer.write(b'b' * (7 * 1048576 + 1)); sys.exit(0)\n"
+        "if mode == 'kill':\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "print('iotinvoke: lambda: refused', file=sys.stderr); sys.exit(69)\n"
+    )
+    big = run_c(example, "dev", "{}", script=fake, cache=tmp_path, env={"FAKE_MODE": "big"})
+    assert (big.code, big.stdout) == (76, b""), big.stderr
+    assert "the response is over 7340032 bytes" in big.stderr
+    killed = run_c(example, "dev", "{}", script=fake, cache=tmp_path, env={"FAKE_MODE": "kill"})
+    assert (killed.code, killed.stdout) == (70, b"")
+    assert killed.lines == ["example: dev: iotinvoke was killed by signal 9"]
+    refused = run_c(example, "dev", "{}", script=fake, cache=tmp_path, env={"FAKE_MODE": "refused"})
+    assert (refused.code, refused.lines) == (69, ["example: dev: failed with exit status 69: iotinvoke: lambda: refused"])
+
+
+# --- memory ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", ["retry", "big"])
+def test_clean_under_valgrind(example: Path, aws: StandIn, cache: Path, case: str) -> None:
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        pytest.skip("valgrind is not installed: cannot check scripts/example.c for memory errors and leaks")
+    wrapper = (valgrind, "-q", "--error-exitcode=99", "--leak-check=full", "--show-leak-kinds=all",
+               "--errors-for-leak-kinds=all")
+    if case == "retry":
+        aws.fault("sts", "5xx", count=3)
+        result = call(example, aws, cache, "dev", "{}", wrapper=wrapper)
+        assert (result.code, result.stdout) == (0, SEED_ANSWER), result.stderr
+        assert "retrying" in result.stderr
+    else:
+        big = "v" * 1_000_000
+        result = call(example, aws, cache, "stg", stdin=json.dumps(big).encode(), wrapper=wrapper)
+        assert result.code == 0, result.stderr
+        assert json.loads(result.stdout)["event"] == big
+    assert "==" not in result.stderr, f"valgrind reported:\n{result.stderr}"
