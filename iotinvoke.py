@@ -703,15 +703,31 @@ class _Transport:
     def __init__(self, connect_timeout: float, log: Callable[[str], None]) -> None:
         self.connect_timeout = connect_timeout
         self._log = log
-        self._managers: dict[tuple[str | None, str | None], urllib3.PoolManager] = {}
+        self._managers: dict[tuple[str | None, str | None, str | None], urllib3.PoolManager] = {}
 
-    def _manager(self, ca: str | None, client_cert: tuple[str, str] | None) -> urllib3.PoolManager:
-        key = (ca, client_cert[0] if client_cert else None)
+    def _manager(self, ca: str | None, client_cert: tuple[str, str] | None, url: str) -> urllib3.PoolManager:
+        proxy = _proxy_for(url)
+        key = (ca, client_cert[0] if client_cert else None, proxy)
         manager = self._managers.get(key)
         if manager is None:
             import urllib3
 
-            manager = urllib3.PoolManager(maxsize=2, ssl_context=_ssl_context(ca, client_cert))
+            context = _ssl_context(ca, client_cert)
+            if proxy is None:
+                manager = urllib3.PoolManager(maxsize=2, ssl_context=context)
+            else:
+                # HTTPS through an HTTP proxy is a CONNECT tunnel: TLS, and so the device
+                # certificate, goes end to end; the proxy sees only the host name.
+                from urllib.parse import unquote, urlsplit
+
+                parts = urlsplit(proxy)
+                headers = None
+                if parts.username is not None:
+                    auth = unquote(parts.username) + ":" + unquote(parts.password or "")
+                    headers = urllib3.make_headers(proxy_basic_auth=auth)
+                bare = "%s://%s" % (parts.scheme, parts.netloc.rpartition("@")[2])
+                self._log("proxy: %s through %s" % (url.split("/")[2], bare))
+                manager = urllib3.ProxyManager(bare, maxsize=2, ssl_context=context, proxy_headers=headers)
             self._managers[key] = manager
         return manager
 
@@ -734,7 +750,7 @@ class _Transport:
         import urllib3
         from urllib3 import exceptions as u3
 
-        manager = self._manager(ca, client_cert)
+        manager = self._manager(ca, client_cert, url)
         started = time.monotonic()
         try:
             response = manager.request(
@@ -753,8 +769,9 @@ class _Transport:
                 response.release_conn()
         except u3.SSLError as e:
             raise _tls_error(hop, url, e, client_cert is not None) from None
-        except (u3.ConnectTimeoutError, u3.NewConnectionError) as e:
-            raise _Retryable("cannot connect to %s: %s" % (url, _net_reason(e)), EX_TEMPFAIL, hop) from None
+        except (u3.ConnectTimeoutError, u3.NewConnectionError, u3.ProxyError) as e:
+            # Nothing was sent yet (a proxy error is the CONNECT tunnel failing): safe to retry.
+            raise _Retryable("cannot connect to %s: %s" % (url.split("?")[0], _net_reason(e)), EX_TEMPFAIL, hop) from None
         except (u3.HTTPError, OSError) as e:
             reason = _net_reason(e)
             if idempotent:
@@ -769,6 +786,20 @@ class _Transport:
             raise IotInvokeError("response larger than %d bytes: refused" % max_bytes, EX_PROTOCOL, hop, response.status)
         self._log("%s: %s %s -> %d (%.0f ms)" % (hop, method, url.split("?")[0], response.status, (time.monotonic() - started) * 1000))
         return _Response(response.status, response.headers, data)
+
+
+def _proxy_for(url: str, environ: Mapping[str, str] = os.environ) -> str | None:
+    """The proxy for an https URL from HTTPS_PROXY / NO_PROXY (either case), as curl and boto3 do."""
+    proxy = environ.get("HTTPS_PROXY") or environ.get("https_proxy")
+    if not proxy:
+        return None
+    no_proxy = environ.get("NO_PROXY") or environ.get("no_proxy") or ""
+    host = _host_port(url)[0].lower()
+    for entry in no_proxy.replace(" ", "").split(","):
+        entry = entry.lower().lstrip(".")
+        if entry == "*" or (entry and (host == entry or host.endswith("." + entry))):
+            return None
+    return proxy if "://" in proxy else "http://" + proxy
 
 
 def _ssl_context(ca: str | None, client_cert: tuple[str, str] | None) -> Any:
