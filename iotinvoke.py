@@ -926,6 +926,7 @@ class Client:
         self._cache = _Cache(folder, self._log)
         self._cert_digest: str | None = None
         self._memory: dict[str, Credentials] = {}  # for long-lived clients (--stream), and --no-cache
+        self.last_drift: float | None = None  # AWS's clock minus ours, at the last answer with a Date
         offset = self._cache.read_json("clock.json") or {}
         self.clock_offset = float(offset.get("offset", 0.0)) if isinstance(offset.get("offset"), (int, float)) else 0.0
 
@@ -953,7 +954,7 @@ class Client:
         server = _http_date(response.headers.get("Date"))
         if server is None:
             return
-        drift = server - self.now()
+        drift = self.last_drift = server - self.now()
         if abs(drift) > CLOCK_SKEW_THRESHOLD_S:
             self.clock_offset = server - self._clock()
             self._log("clock: local clock is %+.0f s off AWS's; correcting" % -self.clock_offset)
@@ -1040,21 +1041,7 @@ class Client:
         return _cache_key("sts", self._iot_key(), env.role_arn or "", env.external_id or "", str(env.duration_seconds or ""))
 
     def _assume_role(self, env: Environment) -> Credentials:
-        from urllib.parse import urlencode
-
-        assert env.role_arn is not None
-        params = [
-            ("Action", "AssumeRole"),
-            ("Version", "2011-06-15"),
-            ("RoleArn", env.role_arn),
-            ("RoleSessionName", self.session_name()),
-        ]
-        if env.duration_seconds:
-            params.append(("DurationSeconds", str(env.duration_seconds)))
-        if env.external_id:
-            params.append(("ExternalId", env.external_id))
-        body = urlencode(params).encode()
-        url = env.sts_endpoint + "/"
+        url, body = self._assume_role_request(env)
         source = self.iot_credentials()
         refreshed_source = False
         corrected = False
@@ -1073,6 +1060,22 @@ class Client:
                 self._correct_clock(e.server_time)
                 corrected = True
 
+    def _assume_role_request(self, env: Environment) -> tuple[str, bytes]:
+        from urllib.parse import urlencode
+
+        assert env.role_arn is not None
+        params = [
+            ("Action", "AssumeRole"),
+            ("Version", "2011-06-15"),
+            ("RoleArn", env.role_arn),
+            ("RoleSessionName", self.session_name()),
+        ]
+        if env.duration_seconds:
+            params.append(("DurationSeconds", str(env.duration_seconds)))
+        if env.external_id:
+            params.append(("ExternalId", env.external_id))
+        return env.sts_endpoint + "/", urlencode(params).encode()
+
     def _assume_role_once(self, env: Environment, url: str, body: bytes, source: Credentials) -> Credentials:
         headers = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8", "User-Agent": USER_AGENT}
         signed = _signed_headers("POST", url, headers, body, source, "sts", env.region, self.now())
@@ -1084,6 +1087,22 @@ class Client:
         if response.status == 200:
             return _parse_assume_role(response.body, self.now())
         raise _sts_error(response, env)
+
+    def caller_identity(self, env: Environment, creds: Credentials) -> str:
+        """The ARN STS sees for creds (GetCallerIdentity needs no permission): for the doctor."""
+        url = env.sts_endpoint + "/"
+        body = b"Action=GetCallerIdentity&Version=2011-06-15"
+        headers = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8", "User-Agent": USER_AGENT}
+        signed = _signed_headers("POST", url, headers, body, creds, "sts", env.region, self.now())
+        response = self._transport.send(
+            "sts", "POST", url, signed, body, self.config.credentials_timeout, MAX_CREDENTIALS_RESPONSE_BYTES, env.ca_bundle
+        )
+        if response.status != 200:
+            raise _sts_error(response, env)
+        arn = _xml_text(_xml_root(response.body, "sts", 200), "GetCallerIdentityResult", "Arn")
+        if not arn:
+            raise IotInvokeError("the GetCallerIdentity answer has no Arn", EX_PROTOCOL, "sts", 200)
+        return arn
 
     def session_name(self) -> str:
         """RoleSessionName: the thing name when set (it then shows in CloudTrail), else the certificate."""
@@ -1400,6 +1419,13 @@ def _iot_error(response: _Response, config: Config) -> IotInvokeError:
     status = response.status
     kw: dict[str, Any] = {"hop": "iot", "status": status, "code": code, "request_id": request_id}
     if status == 403:
+        if "certificate is invalid" in message.lower():
+            return IotInvokeError(
+                "the certificate is not active with AWS IoT in this account and region (inactive, revoked, "
+                "or registered elsewhere): " + message,
+                EX_NOPERM,
+                **kw,
+            )
         if "thing name" in message.lower():
             return IotInvokeError(
                 "thing_name %r is not attached to this certificate: %s" % (config.thing_name, message), EX_NOPERM, **kw
@@ -1545,6 +1571,7 @@ USAGE = """\
 usage: iotinvoke [options] ENV [PAYLOAD]
        iotinvoke [options] --credential-process ENV
        iotinvoke [options] --stream ENV
+       iotinvoke [options] --doctor ENV
        iotinvoke [options] --clear-cache
 
 Invoke ENV's Lambda function with PAYLOAD (JSON text; '-' or absent: standard input;
@@ -1564,6 +1591,8 @@ options:
   --stream                read one JSON payload per line from standard input and write one
                           JSON line per result: {"exit", "status", "function_error",
                           "payload", "error"}; connections and credentials are reused
+  --doctor                check each hop for ENV afresh (the invoke as DryRun) and explain
+                          what is wrong and how to fix it
   --credential-process    print ENV's credentials in the AWS credential_process format
   --clear-cache           remove all cached credentials
   -v, --verbose           say what happens, on standard error (never secrets)
@@ -1582,6 +1611,7 @@ _FLAGS = {
     "--no-cache": "no_cache",
     "--credential-process": "credential_process",
     "--stream": "stream",
+    "--doctor": "doctor",
     "--clear-cache": "clear_cache",
     "-v": "verbose",
     "--verbose": "verbose",
@@ -1688,14 +1718,14 @@ def _run(argv: list[str], stdin: IO[bytes], stdout: IO[bytes], stderr: IO[str]) 
     if options.get("version"):
         print("iotinvoke " + __version__, file=stderr)
         return EX_OK
-    actions = [a for a in ("credential_process", "clear_cache", "stream") if options.get(a)]
+    actions = [a for a in ("credential_process", "clear_cache", "stream", "doctor") if options.get(a)]
     if options.get("clear_cache"):
         if positional:
             raise IotInvokeError("--clear-cache takes no ENV or PAYLOAD", EX_USAGE)
     elif not positional:
         raise IotInvokeError("missing ENV (see --help)", EX_USAGE)
     if len(actions) > 1 or (actions and (options.get("event") or options.get("dry_run"))):
-        raise IotInvokeError("choose one of --credential-process, --clear-cache, --stream or an invoke", EX_USAGE)
+        raise IotInvokeError("choose one of --doctor, --credential-process, --clear-cache, --stream or an invoke", EX_USAGE)
     if options.get("event") and options.get("dry_run"):
         raise IotInvokeError("--event and --dry-run exclude each other", EX_USAGE)
     if len(positional) > (1 if actions else 2):
@@ -1713,13 +1743,22 @@ def _run(argv: list[str], stdin: IO[bytes], stdout: IO[bytes], stderr: IO[str]) 
     config = load_config(options.get("config"))
     if connect_timeout is not None:
         config.connect_timeout = connect_timeout
-    client = Client(config, use_cache=not options.get("no_cache"), verbose=bool(options.get("verbose")), stderr=stderr)
+    use_cache = not options.get("no_cache") and not options.get("doctor")  # the doctor asks AWS afresh
+    client = Client(config, use_cache=use_cache, verbose=bool(options.get("verbose")), stderr=stderr)
     if options.get("clear_cache"):
         removed = client._cache.clear()
         client._log("cache: removed %d files from %s" % (removed, client._cache.folder))
         return EX_OK
     name = positional[0]
     client.environment(name)  # unknown environment: exit 64 before any network call
+    if options.get("doctor"):
+        import io
+
+        report = io.StringIO()
+        try:
+            return _doctor(client, name, report)
+        finally:
+            stdout.write(report.getvalue().encode("utf-8"))
     if options.get("credential_process"):
         import json
 
@@ -1789,6 +1828,196 @@ def _stream(
         stdout.write(json.dumps(record, separators=(",", ":")).encode() + b"\n")
         stdout.flush()
     return EX_OK
+
+
+def _doctor(client: Client, name: str, out: IO[str]) -> int:
+    """--doctor: run each hop afresh for one environment (the invoke as DryRun) and, where one
+    fails, say the likely cause and the fix. Returns the exit status of the first failure."""
+    env = client.environment(name)
+    config = client.config
+    failed: list[int] = []
+
+    def line(status: str, check: str, detail: str, cause: str = "", fix: str = "") -> None:
+        out.write("%-5s %-9s %s\n" % (status, check, detail))
+        for label, text in (("cause", cause), ("fix", fix)):
+            if text:
+                out.write("      %-6s %s\n" % (label + ":", text))
+
+    def fail(check: str, error: IotInvokeError, cause: str, fix: str) -> int:
+        line("FAIL", check, str(error), cause, fix)
+        failed.append(error.exit_code)
+        return error.exit_code
+
+    mode = "one hop (the function's resource policy trusts the IoT role)" if env.direct else "two hops via " + str(env.role_arn)
+    line("ok", "config", "%s [%s]: %s, %s" % (config.path, name, env.function, mode))
+
+    cert_id = _certificate_id(config.cert)
+    try:
+        _ssl_context(config.ca, (config.cert, config.key))
+    except IotInvokeError as e:
+        return fail("files", e, "the device certificate or key is missing, unreadable, or not a pair",
+                    "check cert and key in [iot]; they must be the PEM files AWS IoT issued together")
+    not_after = _certificate_not_after(config.cert)
+    detail = "certificate id %s" % (cert_id or "?") + (", valid until " + _iso8601(not_after) if not_after else "")
+    if not_after is not None and not_after < client.now():
+        line("FAIL", "files", detail, "the device certificate has expired", "issue a new certificate for this thing")
+        failed.append(EX_NOPERM)
+    elif os.stat(config.key).st_mode & 0o077:
+        line("warn", "files", detail + "; the private key is readable by other users", fix="chmod 600 " + config.key)
+    else:
+        line("ok", "files", detail)
+
+    # Hop 1
+    try:
+        iot_creds = client._fetch_iot_credentials()
+    except IotInvokeError as e:
+        return fail("hop 1", e, *_iot_diagnosis(e, config, cert_id))
+    line("ok", "hop 1", "credentials from role alias %s, valid until %s" % (config.role_alias, _iso8601(iot_creds.expiration)))
+    drift = client.last_drift
+    if drift is not None and abs(drift) > CLOCK_SKEW_THRESHOLD_S:
+        line("warn", "clock", "the local clock is %+.0f s off AWS's: corrected for signing, but TLS and logs suffer" % -drift,
+             fix="start NTP (or wait for it) before iotinvoke runs; boards without an RTC boot with a wrong date")
+    elif drift is not None:
+        line("ok", "clock", "within %.0f s of AWS's" % abs(drift))
+    try:
+        caller = client.caller_identity(env, iot_creds)
+        line("ok", "identity", "hop 1 credentials act as " + caller)
+    except IotInvokeError as e:
+        caller = "the IoT role"
+        line("warn", "identity", "GetCallerIdentity failed: %s" % e)
+    caller_role = _role_of_session(caller)
+
+    # Hop 2
+    creds = iot_creds
+    if env.direct:
+        line("skip", "hop 2", "one-hop mode: no AssumeRole")
+    else:
+        url, body = client._assume_role_request(env)
+        try:
+            creds = client._assume_role_once(env, url, body, iot_creds)
+        except IotInvokeError as e:
+            return fail("hop 2", e, *_sts_diagnosis(e, env, caller_role))
+        line("ok", "hop 2", "AssumeRole into %s, valid until %s" % (env.role_arn, _iso8601(creds.expiration)))
+
+    # Hop 3, as DryRun: checks the permission, runs nothing.
+    client._memory[client._sts_key(env) if not env.direct else client._iot_key()] = creds
+    try:
+        client.invoke(name, b"{}", "DryRun")
+    except IotInvokeError as e:
+        return fail("hop 3", e, *_lambda_diagnosis(e, env, caller_role))
+    line("ok", "hop 3", "DryRun invoke of %s allowed" % env.function)
+    if env.direct:
+        line("note", "log tail", "--log-tail is refused in one-hop mode: Lambda never returns logs across accounts",
+             fix="set role_arn for this environment if you need the log tail")
+    return failed[0] if failed else EX_OK
+
+
+def _iot_diagnosis(e: IotInvokeError, config: Config, cert_id: str | None) -> tuple[str, str]:
+    text = e.message
+    describe = "aws iot describe-certificate --certificate-id %s (in the IoT account and region)" % (cert_id or "<id>")
+    if "TLS handshake" in text:
+        return ("the certificate is not registered with AWS IoT in this endpoint's account and region, is not "
+                "active, or its CA is unknown to AWS IoT", describe + "; register or activate it")
+    if "not active" in text:
+        return ("the certificate is inactive or revoked",
+                "aws iot update-certificate --certificate-id %s --new-status ACTIVE" % (cert_id or "<id>"))
+    if "thing_name" in text:
+        return ("the thing named by thing_name is not attached to this certificate",
+                "aws iot attach-thing-principal --thing-name %s --principal <certificate ARN>, or correct "
+                "thing_name in [iot]" % config.thing_name)
+    if "may not assume role alias" in text:
+        return ("the certificate's IoT policy does not allow iot:AssumeRoleWithCertificate on the role alias",
+                "attach an IoT policy allowing iot:AssumeRoleWithCertificate on "
+                "arn:aws:iot:REGION:ACCOUNT:rolealias/%s" % config.role_alias)
+    if e.status == 404:
+        return ("no role alias %r where this endpoint points" % config.role_alias,
+                "aws iot describe-role-alias --role-alias %s; endpoint must be the output of aws iot describe-endpoint "
+                "--endpoint-type iot:CredentialProvider in the same account and region" % config.role_alias)
+    if "Unable to assume the role" in text:
+        return ("the role behind the alias does not exist or does not trust credentials.iot.amazonaws.com",
+                'its trust policy needs {"Principal": {"Service": "credentials.iot.amazonaws.com"}, '
+                '"Action": "sts:AssumeRole"}')
+    if "CredentialDurationSeconds" in text:
+        return ("the role alias asks for longer credentials than the role's MaxSessionDuration",
+                "aws iot update-role-alias --credential-duration-seconds 3600, or raise the role's MaxSessionDuration")
+    if "not trusted" in text:
+        return ("the credentials endpoint's certificate is not trusted: wrong ca, or the clock is far off",
+                "set ca to AmazonRootCA1.pem (or leave it out for certifi's bundle); check the date")
+    return _generic_diagnosis(e)
+
+
+def _sts_diagnosis(e: IotInvokeError, env: Environment, caller_role: str) -> tuple[str, str]:
+    role = str(env.role_arn)
+    if e.code == "AccessDenied":
+        condition = " with the ExternalId condition %r" % env.external_id if env.external_id else ""
+        return ("AWS's answer does not say which of two policies refused: (a) the trust policy of %s does not "
+                "allow %s%s, or (b) %s is not allowed sts:AssumeRole on %s" % (role, caller_role, condition, caller_role, role),
+                "(a) in the Lambda account: aws iam get-role --role-name %s --query Role.AssumeRolePolicyDocument; "
+                "(b) in the IoT account: aws iam list-role-policies / get-role-policy --role-name %s"
+                % (role.rsplit("/", 1)[-1], caller_role.rsplit("/", 1)[-1]))
+    if e.code == "ValidationError" and "DurationSeconds" in e.message:
+        return ("AssumeRole with role credentials is role chaining, limited to one hour",
+                "set duration_seconds to 3600 or less, or leave it out")
+    return _generic_diagnosis(e)
+
+
+def _lambda_diagnosis(e: IotInvokeError, env: Environment, caller_role: str) -> tuple[str, str]:
+    if e.exit_code == EX_NOPERM and e.code == "AccessDeniedException":
+        # Lambda says which policy type refused ("because no resource-based policy allows ...").
+        if env.direct and "no identity-based policy" in e.message:
+            return ("the function's resource policy allows %s, but that role's own permissions do not allow "
+                    "lambda:InvokeFunction on the function" % caller_role,
+                    "in the IoT account, allow lambda:InvokeFunction on %s (and :*) for %s" % (env.function, caller_role))
+        if env.direct:
+            return ("one-hop mode needs both: the function's resource policy naming %s, and that role's own "
+                    "permission lambda:InvokeFunction on the function" % caller_role,
+                    "aws lambda add-permission --function-name %s --statement-id iotinvoke --action "
+                    "lambda:InvokeFunction --principal %s" % (env.function, caller_role))
+        return ("the role %s is not allowed lambda:InvokeFunction on %s" % (env.role_arn, env.function),
+                "give the role an identity policy allowing lambda:InvokeFunction on the function's ARN (and ARN:*)")
+    if e.status == 404:
+        return ("no such function (or version/alias) in that account and region",
+                "aws lambda get-function --function-name %s in the Lambda account; check function, region and "
+                "qualifier" % env.function)
+    return _generic_diagnosis(e)
+
+
+def _generic_diagnosis(e: IotInvokeError) -> tuple[str, str]:
+    if isinstance(e, _ClockSkew) or "Signature expired" in e.message or "not yet current" in e.message:
+        return ("the local clock is too far from AWS's", "start NTP before iotinvoke runs")
+    if e.exit_code == EX_TEMPFAIL:
+        return ("the network, a proxy, or AWS itself failed", "check connectivity and HTTPS_PROXY / NO_PROXY, then retry")
+    return ("see the error above", EXIT_CODES.get(e.exit_code, ""))
+
+
+def _role_of_session(arn: str) -> str:
+    """arn:aws:sts::A:assumed-role/R/S -> arn:aws:iam::A:role/R (what policies name)."""
+    parts = arn.split(":", 5)
+    if len(parts) == 6 and parts[5].startswith("assumed-role/"):
+        return "arn:%s:iam::%s:role/%s" % (parts[1], parts[4], parts[5].split("/")[1])
+    return arn
+
+
+def _certificate_id(path: str) -> str | None:
+    """AWS IoT's certificate id: the SHA-256 of the certificate's DER form."""
+    import hashlib
+    import ssl
+
+    try:
+        with open(path, encoding="ascii") as f:
+            return hashlib.sha256(ssl.PEM_cert_to_DER_cert(f.read())).hexdigest()
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def _certificate_not_after(path: str) -> float | None:
+    import ssl
+
+    decode = getattr(getattr(ssl, "_ssl", None), "_test_decode_cert", None)  # CPython's own decoder
+    try:
+        return float(ssl.cert_time_to_seconds(decode(path)["notAfter"])) if decode else None
+    except (OSError, ValueError, KeyError, ssl.SSLError):
+        return None
 
 
 def _function_error_summary(payload: bytes) -> str:
