@@ -1,0 +1,518 @@
+"""scripts/provision against moto's server, run as an administrator runs it: a subprocess.
+
+moto (server mode, in this process on a free loopback port) plays both accounts at once:
+
+    000000000000  IoT account:    users "admin" (may do anything; the test reads with it),
+                                  "provisioner" (exactly what provision's docstring lists),
+                                  "reader" (read-only)
+    111111111111  Lambda account: the same three users, and three functions dev, stg, prd
+
+How the two accounts and IAM auth are set up in moto's server mode (moto 5.2.1 source,
+moto/core/responses.py get_current_account, moto/core/authorization.py):
+- a request acts in the account given by its ``x-moto-account-id`` header, else in the account
+  whose IAM backend holds its access key id, else in moto's default 123456789012. So the users and
+  their access keys are created with the header while auth is still off, and from then on each
+  access key alone selects its account, exactly as on AWS: provision's two boto3 profiles differ
+  only in their keys.
+- IAM auth is off until ``POST /moto-api/reset-auth`` with body ``0`` (the server-mode
+  equivalent of ``@set_initial_no_auth_action_count(0)``: the number of requests let through
+  unchecked). After it every request must be signed by a known key and be allowed by that
+  user's policies, so the users have to exist before it: they cannot be created afterwards
+  without a key. The "reader" users prove that --dry-run makes read calls only: with their
+  keys, any call that changes something is refused.
+
+provision reaches moto through AWS_ENDPOINT_URL (boto3 honours it for every service) with
+profiles from a credentials file in tmp_path; nothing else of this machine's AWS set-up is used.
+
+moto gaps met here (asserted around, each where it matters):
+- with auth on, moto's SigV4 check refuses every bodiless request (GET, DELETE) and every path
+  holding a percent-encoded ARN, so Lambda and IoT reads all fail with SignatureDoesNotMatch;
+  the module fixture corrects moto's check for the duration of this module
+  (_check_signatures_as_aws). provision itself names Lambda functions by name, not ARN.
+- moto checks no iam:PassRole (CreateRoleAlias needs it on AWS).
+- ``lambda add-permission`` stores a role ARN principal as a bare string; AWS stores
+  {"AWS": ARN}. Both are accepted when reading the resource policy.
+- moto also appends a second statement with the same id instead of answering
+  ResourceConflictException, so provision must read before it adds (it does; asserted: one
+  statement per id).
+- ``iot describe-endpoint`` invents a new random endpoint at every call; AWS's is fixed per
+  account and region. A second run therefore rewrites iotinvoke.ini with a new endpoint; that
+  one line is ignored when comparing runs.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import urllib3
+from moto.iam.access_control import IAMRequestBase
+from moto.server import ThreadedMotoServer
+
+import iotinvoke
+
+ROOT = Path(__file__).resolve().parent.parent
+PROVISION = ROOT / "scripts" / "provision"
+REGION = "ap-northeast-1"
+IOT_ACCOUNT = "000000000000"
+LAMBDA_ACCOUNT = "111111111111"
+DEVICE_ROLE = f"arn:aws:iam::{IOT_ACCOUNT}:role/iotinvoke-device"
+FN = f"arn:aws:lambda:{REGION}:{LAMBDA_ACCOUNT}:function:"
+DEV_FN, STG_FN, PRD_FN = FN + "ADCCrossAccountTest", FN + "ADCCrossAccountTest-stg", FN + "ADCCrossAccountTest-prd"
+ALIAS_ARN = f"arn:aws:iot:{REGION}:{IOT_ACCOUNT}:rolealias/iotinvoke"
+ENVIRONMENTS = ["--env", f"dev={DEV_FN}", "--env", f"stg={STG_FN}", "--direct", f"prd={PRD_FN}",
+                "--external-id", "dev=4c1d2f0e"]
+READ_ONLY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Resource": "*", "Action": [
+    "sts:GetCallerIdentity", "iam:Get*", "iam:List*", "iot:Describe*", "iot:Get*", "iot:List*", "lambda:Get*"]}]}
+# Exactly the permissions scripts/provision's docstring lists (moto does not check iam:PassRole).
+_IAM_WRITE = ["iam:GetRole", "iam:CreateRole", "iam:UpdateRole", "iam:UpdateAssumeRolePolicy", "iam:GetRolePolicy",
+              "iam:PutRolePolicy", "iam:ListRolePolicies", "iam:ListAttachedRolePolicies"]
+PROVISIONER = {
+    "iot": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Resource": "*", "Action": [
+        "sts:GetCallerIdentity", *_IAM_WRITE, "iam:PassRole", "iot:DescribeRoleAlias", "iot:CreateRoleAlias",
+        "iot:UpdateRoleAlias", "iot:GetPolicy", "iot:CreatePolicy", "iot:CreatePolicyVersion", "iot:ListPolicyVersions",
+        "iot:DeletePolicyVersion", "iot:ListAttachedPolicies", "iot:AttachPolicy", "iot:DescribeEndpoint"]}]},
+    "lambda": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Resource": "*", "Action": [
+        "sts:GetCallerIdentity", *_IAM_WRITE, "iam:ListRoles", "lambda:GetFunctionConfiguration", "lambda:GetPolicy",
+        "lambda:AddPermission", "lambda:RemovePermission"]}]},
+}
+ADMIN = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _check_signatures_as_aws(original: Any) -> Any:
+    """Two bugs of moto 5.2.1's SigV4 check, fixed here for this module only (signatures are
+    still verified, keys and policies still enforced):
+    - a request without a body (GET, DELETE, some POSTs) is checked against a body moto makes up
+      from its query or, without one, its headers (moto/core/responses.py setup_class:
+      ``querystring.update(headers)``, then ``data=self._body or self._data`` in
+      moto/iam/access_control.py): every such call of Lambda or IoT fails. Checked against the
+      real, empty body instead.
+    - the path is checked decoded, so a path holding an ARN, whose ':' and '/' the client
+      percent-encoded and signed so (iot list-attached-policies --target CERT_ARN, Lambda by
+      ARN), fails. Checked against the path as sent instead (the WSGI RAW_URI)."""
+    import flask
+
+    def create_aws_request(self: Any) -> Any:
+        request = original(self)
+        form = "x-www-form-urlencoded" in str(self._headers.get("Content-Type", ""))  # its body is in _data
+        if not self._body and not form:
+            request.data = b""
+        if flask.has_request_context():
+            raw = flask.request.environ.get("RAW_URI") or flask.request.environ.get("REQUEST_URI")
+            if raw:
+                request.url = raw
+        return request
+
+    return create_aws_request
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    patch = pytest.MonkeyPatch()
+    patch.setattr(IAMRequestBase, "_create_aws_request", _check_signatures_as_aws(IAMRequestBase._create_aws_request))
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=_free_port(), verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    http = urllib3.PoolManager()
+    reply = http.request("POST", url + "/moto-api/reset-auth", body=b"inf")
+    previous_auth = json.loads(reply.data)["PREVIOUS_INITIAL_NO_AUTH_ACTION_COUNT"]
+    try:
+        # create_function without Docker (nothing here is invoked).
+        http.request("POST", url + "/moto-api/config", body=json.dumps({"lambda": {"use_docker": False}}).encode(),
+                     headers={"Content-Type": "application/json"})
+        yield url
+    finally:
+        # moto's settings and backends are process-wide: leave them as found.
+        http.request("POST", url + "/moto-api/reset-auth", body=previous_auth.encode())
+        http.request("POST", url + "/moto-api/reset")
+        server.stop()
+        if server._server is not None:  # stop() leaves the listening socket open
+            server._server.server_close()
+        patch.undo()
+
+
+@dataclass
+class World:
+    url: str
+    folder: Path
+    env: dict[str, str]  # the subprocess's environment
+    keys: dict[str, tuple[str, str]]  # profile -> (access key id, secret)
+    certificate_arn: str
+
+    def client(self, profile: str, service: str) -> Any:
+        key, secret = self.keys[profile]
+        return boto3.client(service, endpoint_url=self.url, region_name=REGION,
+                            aws_access_key_id=key, aws_secret_access_key=secret)
+
+    def provision(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, str(PROVISION), *args], cwd=self.folder, env=self.env,
+                              capture_output=True, text=True, timeout=60)
+
+
+def _setup_client(url: str, service: str, account: str) -> Any:
+    """A client acting in ``account`` while auth is still off (x-moto-account-id header)."""
+    client = boto3.client(service, endpoint_url=url, region_name=REGION,
+                          aws_access_key_id="AKIASETUPSETUPSETUP0", aws_secret_access_key="setup")
+
+    def in_account(request: Any, **_: Any) -> None:
+        request.headers["x-moto-account-id"] = account
+
+    client.meta.events.register("before-sign", in_account)
+    return client
+
+
+def _zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("handler.py", "def handler(event, context):\n    return event\n")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def world(moto_url: str, tmp_path: Path) -> Iterator[World]:
+    http = urllib3.PoolManager()
+    http.request("POST", moto_url + "/moto-api/reset-auth", body=b"inf")
+    http.request("POST", moto_url + "/moto-api/reset")
+    keys: dict[str, tuple[str, str]] = {}
+    for label, account in (("iot", IOT_ACCOUNT), ("lambda", LAMBDA_ACCOUNT)):
+        iam = _setup_client(moto_url, "iam", account)
+        for user, policy in (("admin", ADMIN), ("provisioner", PROVISIONER[label]), ("reader", READ_ONLY)):
+            iam.create_user(UserName=user)
+            iam.put_user_policy(UserName=user, PolicyName="p", PolicyDocument=json.dumps(policy))
+            key = iam.create_access_key(UserName=user)["AccessKey"]
+            keys[f"{label}-{user}"] = (key["AccessKeyId"], key["SecretAccessKey"])
+    iam = _setup_client(moto_url, "iam", LAMBDA_ACCOUNT)
+    execution_role = iam.create_role(RoleName="fn-exec", AssumeRolePolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+                                                 "Action": "sts:AssumeRole"}]}))["Role"]["Arn"]
+    lam = _setup_client(moto_url, "lambda", LAMBDA_ACCOUNT)
+    for arn in (DEV_FN, STG_FN, PRD_FN):
+        lam.create_function(FunctionName=_name(arn), Runtime="python3.12", Role=execution_role,
+                            Handler="handler.handler", Code={"ZipFile": _zip()})
+    # A stale statement under provision's id (the whole account, as the seed article did): to be replaced.
+    lam.add_permission(FunctionName=_name(PRD_FN), StatementId="iotinvoke-device", Action="lambda:InvokeFunction",
+                       Principal=f"arn:aws:iam::{IOT_ACCOUNT}:root")
+    lam.add_permission(FunctionName=_name(PRD_FN), StatementId="someone-else", Action="lambda:GetFunction",
+                       Principal="arn:aws:iam::222222222222:root")
+    certificate_arn = _setup_client(moto_url, "iot", IOT_ACCOUNT).create_keys_and_certificate(
+        setAsActive=True)["certificateArn"]
+
+    credentials = tmp_path / "credentials"
+    credentials.write_text("".join(f"[{p}]\naws_access_key_id = {k}\naws_secret_access_key = {s}\n\n"
+                                   for p, (k, s) in keys.items()))
+    config = tmp_path / "config"
+    config.write_text("".join(f"[profile {p}]\nregion = {REGION}\n\n" for p in keys))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "IOTINVOKE_"))}
+    env.update(AWS_ENDPOINT_URL=moto_url, AWS_SHARED_CREDENTIALS_FILE=str(credentials), AWS_CONFIG_FILE=str(config),
+               AWS_EC2_METADATA_DISABLED="true")
+    reply = http.request("POST", moto_url + "/moto-api/reset-auth", body=b"0")  # IAM auth on from here
+    assert reply.status == 200, reply.data
+    try:
+        yield World(moto_url, tmp_path, env, keys, certificate_arn)
+    finally:
+        http.request("POST", moto_url + "/moto-api/reset-auth", body=b"inf")
+
+
+def admin(*extra: str) -> list[str]:
+    return ["--iot-profile", "iot-provisioner", "--lambda-profile", "lambda-provisioner", *ENVIRONMENTS, *extra]
+
+
+def snapshot(world: World) -> dict[str, Any]:
+    """Everything provision may have created or changed, read back with the admins' keys."""
+    iot_iam, lam_iam = world.client("iot-admin", "iam"), world.client("lambda-admin", "iam")
+    iot, lam = world.client("iot-admin", "iot"), world.client("lambda-admin", "lambda")
+    state: dict[str, Any] = {"roles": {}, "role_policies": {}}
+    for label, iam in (("iot", iot_iam), ("lambda", lam_iam)):
+        for role in iam.list_roles()["Roles"]:
+            name = role["RoleName"]
+            state["roles"][label, name] = (role["Arn"], role["AssumeRolePolicyDocument"], role["MaxSessionDuration"])
+            for policy in iam.list_role_policies(RoleName=name)["PolicyNames"]:
+                state["role_policies"][label, name, policy] = iam.get_role_policy(
+                    RoleName=name, PolicyName=policy)["PolicyDocument"]
+    state["aliases"] = {a: {k: v for k, v in iot.describe_role_alias(roleAlias=a)["roleAliasDescription"].items()
+                            if k not in ("lastModifiedDate", "creationDate")}
+                        for a in iot.list_role_aliases()["roleAliases"]}
+    state["iot_policies"] = {p["policyName"]: (iot.get_policy(policyName=p["policyName"])["policyDocument"],
+                                               len(iot.list_policy_versions(policyName=p["policyName"])["policyVersions"]))
+                             for p in iot.list_policies()["policies"]}
+    state["attached"] = [p["policyName"] for p in iot.list_attached_policies(target=world.certificate_arn)["policies"]]
+    state["lambda_policies"] = {arn: json.loads(lam.get_policy(FunctionName=_name(arn))["Policy"])["Statement"]
+                                for arn in (DEV_FN, STG_FN, PRD_FN)
+                                if _has_policy(lam, arn)}
+    return state
+
+
+def _name(arn: str) -> str:
+    """moto refuses the signature of a Lambda path holding an ARN (boto3 encodes its ':')."""
+    return arn.rsplit(":", 1)[1]
+
+
+def _has_policy(lam: Any, arn: str) -> bool:
+    try:
+        lam.get_policy(FunctionName=_name(arn))
+        return True
+    except lam.exceptions.ResourceNotFoundException:
+        return False
+
+
+def _principal(statement: dict[str, Any]) -> Any:
+    principal = statement["Principal"]
+    return {"AWS": principal} if isinstance(principal, str) else principal  # moto keeps a bare ARN string
+
+
+def _without_endpoint(text: str) -> list[str]:
+    return [line for line in text.splitlines() if not line.startswith("endpoint = ")]
+
+
+def test_provision_creates_least_privilege_then_changes_nothing(world: World) -> None:
+    result = world.provision(*admin("--certificate-arn", world.certificate_arn, "--ca", "AmazonRootCA1.pem",
+                                    "--thing-name", "edge-0001"))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    state = snapshot(world)
+    roles, policies = state["roles"], state["role_policies"]
+
+    # IoT account: the device role, trusted by the credentials provider only.
+    arn, trust, max_session = roles["iot", "iotinvoke-device"]
+    assert arn == DEVICE_ROLE
+    assert trust == {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "credentials.iot.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+    assert max_session == 3600
+    assert [key for key in roles if key[0] == "iot"] == [("iot", "iotinvoke-device")]
+    assert policies["iot", "iotinvoke-device", "iotinvoke"] == {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "sts:AssumeRole",
+         "Resource": [f"arn:aws:iam::{LAMBDA_ACCOUNT}:role/iotinvoke-dev", f"arn:aws:iam::{LAMBDA_ACCOUNT}:role/iotinvoke-stg"]},
+        {"Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": [PRD_FN, PRD_FN + ":*"]}]}
+    assert [key for key in policies if key[0] == "iot"] == [("iot", "iotinvoke-device", "iotinvoke")]
+    assert state["aliases"] == {"iotinvoke": {"roleAlias": "iotinvoke", "roleAliasArn": ALIAS_ARN, "roleArn": DEVICE_ROLE,
+                                              "owner": IOT_ACCOUNT, "credentialDurationSeconds": 3600}}
+    document, versions = state["iot_policies"]["iotinvoke"]
+    assert json.loads(document) == {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iot:AssumeRoleWithCertificate", "Resource": ALIAS_ARN}]}
+    assert list(state["iot_policies"]) == ["iotinvoke"] and versions == 1
+    assert state["attached"] == ["iotinvoke"]
+
+    # Lambda account: one role per two-hop environment, trusting the device role only.
+    for name, function, external_id in (("dev", DEV_FN, "4c1d2f0e"), ("stg", STG_FN, None)):
+        arn, trust, max_session = roles["lambda", f"iotinvoke-{name}"]
+        assert arn == f"arn:aws:iam::{LAMBDA_ACCOUNT}:role/iotinvoke-{name}"
+        statement: dict[str, Any] = {"Effect": "Allow", "Principal": {"AWS": DEVICE_ROLE}, "Action": "sts:AssumeRole"}
+        if external_id:
+            statement["Condition"] = {"StringEquals": {"sts:ExternalId": external_id}}
+        assert trust == {"Version": "2012-10-17", "Statement": [statement]}
+        assert max_session == 3600
+        assert policies["lambda", f"iotinvoke-{name}", "iotinvoke"] == {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": [function, function + ":*"]}]}
+    assert sorted(name for account, name in roles if account == "lambda") == ["fn-exec", "iotinvoke-dev", "iotinvoke-stg"]
+    assert sorted(key for key in policies if key[0] == "lambda") == [
+        ("lambda", "iotinvoke-dev", "iotinvoke"), ("lambda", "iotinvoke-stg", "iotinvoke")]
+
+    # One-hop: prd's stale statement replaced by one naming the device role; the other statement kept.
+    assert list(state["lambda_policies"]) == [PRD_FN]  # two-hop functions get no resource policy
+    statements = {s["Sid"]: s for s in state["lambda_policies"][PRD_FN]}
+    assert sorted(statements) == ["iotinvoke-device", "someone-else"]
+    mine = statements["iotinvoke-device"]
+    assert _principal(mine) == {"AWS": DEVICE_ROLE}
+    assert (mine["Effect"], mine["Action"], mine["Resource"], mine.get("Condition")) == (
+        "Allow", "lambda:InvokeFunction", PRD_FN, None)
+    assert statements["someone-else"]["Action"] == "lambda:GetFunction"
+
+    # The configuration it wrote is iotinvoke's, and iotinvoke loads it.
+    ini = world.folder / "iotinvoke.ini"
+    config = iotinvoke.load_config(str(ini), environ={})
+    assert ".credentials.iot.ap-northeast-1.amazonaws.com" in config.iot_endpoint
+    assert (config.role_alias, config.cert, config.key, config.ca, config.thing_name) == (
+        "iotinvoke", str(world.folder / "cert.pem.crt"), str(world.folder / "private.pem.key"),
+        str(world.folder / "AmazonRootCA1.pem"), "edge-0001")
+    envs = config.environments
+    assert sorted(envs) == ["dev", "prd", "stg"]
+    assert (envs["dev"].function, envs["dev"].role_arn, envs["dev"].external_id, envs["dev"].region) == (
+        DEV_FN, f"arn:aws:iam::{LAMBDA_ACCOUNT}:role/iotinvoke-dev", "4c1d2f0e", REGION)
+    assert (envs["stg"].function, envs["stg"].role_arn, envs["stg"].external_id) == (
+        STG_FN, f"arn:aws:iam::{LAMBDA_ACCOUNT}:role/iotinvoke-stg", None)
+    assert (envs["prd"].function, envs["prd"].direct) == (PRD_FN, True)
+    assert "region" not in ini.read_text()  # every function is a full ARN: no region needed
+    first_ini = ini.read_text()
+
+    # A second run changes nothing in AWS.
+    again = world.provision(*admin("--certificate-arn", world.certificate_arn, "--ca", "AmazonRootCA1.pem",
+                                   "--thing-name", "edge-0001"))
+    assert again.returncode == 0, again.stderr
+    assert snapshot(world) == state
+    lines = again.stdout.splitlines()
+    assert lines and all(line.startswith("unchanged ") for line in lines[:-1]), again.stdout
+    # moto invents a new endpoint at every describe-endpoint: the file differs in that line only.
+    assert _without_endpoint(ini.read_text()) == _without_endpoint(first_ini)
+    endpoint_changed = ini.read_text() != first_ini
+    assert lines[-1] == ("wrote iotinvoke.ini (the previous one is iotinvoke.ini.bak)" if endpoint_changed
+                         else "unchanged iotinvoke.ini")
+
+
+def test_policies_are_updated_in_place(world: World) -> None:
+    assert world.provision(*admin()).returncode == 0
+    # Longer credentials, the thing-name condition, and stg moved from two hops to one.
+    changed = ["--iot-profile", "iot-provisioner", "--lambda-profile", "lambda-provisioner", "--env", f"dev={DEV_FN}",
+               "--direct", f"stg={STG_FN}", "--direct", f"prd={PRD_FN}", "--duration", "7200",
+               "--thing-policy-variable", "--thing-name", "edge-0001"]
+    result = world.provision(*changed)
+    assert result.returncode == 0, result.stderr
+    # stg's role is no longer needed: reported, not deleted.
+    assert result.stderr == ("provision: warning: role iotinvoke-stg is no environment's any more (the IoT role may "
+                             "no longer assume it): delete it if nothing else uses it\n")
+    state = snapshot(world)
+    assert ("lambda", "iotinvoke-stg") in state["roles"]
+    arn, _, max_session = state["roles"]["iot", "iotinvoke-device"]
+    assert max_session == 7200
+    assert state["aliases"]["iotinvoke"]["credentialDurationSeconds"] == 7200
+    assert state["role_policies"]["iot", "iotinvoke-device", "iotinvoke"] == {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": [f"arn:aws:iam::{LAMBDA_ACCOUNT}:role/iotinvoke-dev"],
+         "Condition": {"StringEquals": {"sts:RoleSessionName": "${credentials-iot:ThingName}"}}},
+        {"Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": [PRD_FN, PRD_FN + ":*", STG_FN, STG_FN + ":*"],
+         "Condition": {"Null": {"credentials-iot:ThingName": "false"}}}]}
+    stg = {s["Sid"]: s for s in state["lambda_policies"][STG_FN]}
+    assert list(stg) == ["iotinvoke-device"] and _principal(stg["iotinvoke-device"]) == {"AWS": DEVICE_ROLE}
+    assert f"created lambda permission iotinvoke-device on {STG_FN} (environment stg)" in result.stdout.splitlines()
+    assert "updated max session duration of iam role iotinvoke-device: 7200 s" in result.stdout.splitlines()
+    assert "updated inline policy iotinvoke of iam role iotinvoke-device" in result.stdout.splitlines()
+    # Unchanged IoT policy: still one version.
+    assert state["iot_policies"]["iotinvoke"][1] == 1
+    config = iotinvoke.load_config(str(world.folder / "iotinvoke.ini"), environ={})
+    assert config.environments["stg"].direct and not config.environments["dev"].direct
+    # And once more: nothing left to do.
+    again = world.provision(*changed)
+    assert again.returncode == 0, again.stderr
+    assert snapshot(world) == state
+
+
+def test_dry_run_changes_nothing_and_shows_everything(world: World) -> None:
+    before = snapshot(world)
+    # Read-only users: a call that changes anything would be refused (IAM auth is on).
+    result = world.provision("--iot-profile", "iot-reader", "--lambda-profile", "lambda-reader", *ENVIRONMENTS,
+                             "--certificate-arn", world.certificate_arn, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert snapshot(world) == before
+    assert not (world.folder / "iotinvoke.ini").exists()
+    out = result.stdout
+    for document in (
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "credentials.iot.amazonaws.com"},
+                                                 "Action": "sts:AssumeRole"}]},
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": DEVICE_ROLE},
+                                                 "Action": "sts:AssumeRole",
+                                                 "Condition": {"StringEquals": {"sts:ExternalId": "4c1d2f0e"}}}]},
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "lambda:InvokeFunction",
+                                                 "Resource": [STG_FN, STG_FN + ":*"]}]},
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iot:AssumeRoleWithCertificate",
+                                                 "Resource": ALIAS_ARN}]},
+        {"Sid": "iotinvoke-device", "Effect": "Allow", "Principal": {"AWS": DEVICE_ROLE},
+         "Action": "lambda:InvokeFunction", "Resource": PRD_FN},
+    ):
+        assert json.dumps(document, indent=2) in out, document
+    lines = out.splitlines()
+    for action in (
+        "would create iam role iotinvoke-device (the IoT role), max session 3600 s, trust policy:",
+        "would create inline policy iotinvoke of iam role iotinvoke-device:",
+        f"would create iot role alias iotinvoke -> {DEVICE_ROLE}, 3600 s",
+        "would create iot policy iotinvoke:",
+        f"would attach iot policy iotinvoke on certificate {world.certificate_arn}",
+        "would create iam role iotinvoke-dev (environment dev), max session 3600 s, trust policy:",
+        f"would replace lambda permission iotinvoke-device on {PRD_FN} (environment prd):",
+        "would write iotinvoke.ini:",
+    ):
+        assert action in lines, action
+    ini = out.split("would write iotinvoke.ini:\n", 1)[1]
+    assert ini.startswith("; Written by scripts/provision") and f"role_arn = arn:aws:iam::{LAMBDA_ACCOUNT}:role/iotinvoke-dev" in ini
+
+    # The same users without --dry-run are refused at the first change: IAM auth really is on.
+    refused = world.provision("--iot-profile", "iot-reader", "--lambda-profile", "lambda-reader", *ENVIRONMENTS)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("provision: CreateRole failed: AccessDenied") and refused.stderr.count("\n") == 1
+    assert snapshot(world) == before
+
+
+def test_dry_run_after_a_run_reports_nothing_to_do(world: World) -> None:
+    assert world.provision(*admin()).returncode == 0
+    result = world.provision("--iot-profile", "iot-reader", "--lambda-profile", "lambda-reader", *ENVIRONMENTS, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    actions = [line for line in result.stdout.splitlines() if line.startswith(("would ", "unchanged "))]
+    assert [line for line in actions if line.startswith("would ")] == ["would write iotinvoke.ini:"]
+    assert len(actions) > 10
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "give at least one --env"),
+    (["--env", f"dev={DEV_FN}:prod"], "unqualified function ARN"),
+    (["--env", f"iot={DEV_FN}"], "not iot or DEFAULT"),
+    (["--direct", f"prd={PRD_FN}", "--external-id", "prd=abcd"], "prd is not an --env environment"),
+    (["--env", f"dev={DEV_FN}", "--duration", "899"], "--duration 899"),
+    (["--env", f"dev={DEV_FN}", "--thing-policy-variable"], "needs --thing-name"),
+    (["--env", f"dev={DEV_FN}", "--env", f"dev={STG_FN}"], "given twice"),
+    (["--env", f"dev={DEV_FN}", "--out", "no/such/folder/iotinvoke.ini"], "in an existing folder"),
+])
+def test_bad_command_lines_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    result = subprocess.run([sys.executable, str(PROVISION), *args], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 2
+    assert message in result.stderr.splitlines()[-1]
+    assert not (tmp_path / "iotinvoke.ini").exists()
+
+
+def test_missing_function_is_one_line_exit_1(world: World) -> None:
+    result = world.provision("--iot-profile", "iot-provisioner", "--lambda-profile", "lambda-provisioner",
+                             "--env", f"dev={FN}nope")
+    assert result.returncode == 1
+    assert result.stderr == f"provision: dev: function {FN}nope not found (create it first)\n"
+    assert not [key for key in snapshot(world)["roles"] if key[1].startswith("iotinvoke")]
+
+
+def test_iot_policy_with_five_versions_is_rotated(world: World) -> None:
+    iot = world.client("iot-admin", "iot")
+    old = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]}
+    iot.create_policy(policyName="iotinvoke", policyDocument=json.dumps(old))
+    for _ in range(4):  # AWS IoT keeps five versions at most
+        iot.create_policy_version(policyName="iotinvoke", policyDocument=json.dumps(old), setAsDefault=True)
+    result = world.provision(*admin())
+    assert result.returncode == 0, result.stderr
+    assert "updated iot policy iotinvoke (a new default version)" in result.stdout.splitlines()
+    versions = iot.list_policy_versions(policyName="iotinvoke")["policyVersions"]
+    assert sorted(int(v["versionId"]) for v in versions) == [2, 3, 4, 5, 6]  # the oldest one went
+    assert json.loads(iot.get_policy(policyName="iotinvoke")["policyDocument"]) == {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iot:AssumeRoleWithCertificate", "Resource": ALIAS_ARN}]}
+
+
+def test_no_endpoint_leaves_a_placeholder_iotinvoke_refuses(world: World) -> None:
+    # A provisioner that may not call iot:DescribeEndpoint (moto does answer it for CredentialProvider).
+    iam = world.client("iot-admin", "iam")
+    policy = json.loads(json.dumps(PROVISIONER["iot"]))
+    policy["Statement"][0]["Action"].remove("iot:DescribeEndpoint")
+    iam.create_user(UserName="no-endpoint")
+    iam.put_user_policy(UserName="no-endpoint", PolicyName="p", PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName="no-endpoint")["AccessKey"]
+    credentials = Path(world.env["AWS_SHARED_CREDENTIALS_FILE"])
+    credentials.write_text(credentials.read_text() + f"[no-endpoint]\naws_access_key_id = {key['AccessKeyId']}\n"
+                           f"aws_secret_access_key = {key['SecretAccessKey']}\nregion = {REGION}\n")
+    result = world.provision("--iot-profile", "no-endpoint", "--lambda-profile", "lambda-provisioner", *ENVIRONMENTS)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == (
+        "provision: warning: iot describe-endpoint failed (AccessDenied: User: arn:aws:iam::000000000000:user/no-endpoint"
+        " is not authorized to perform: iot:DescribeEndpoint): replace the placeholder endpoint in iotinvoke.ini\n")
+    assert "endpoint = <run: aws iot describe-endpoint --endpoint-type iot:CredentialProvider>" in (
+        world.folder / "iotinvoke.ini").read_text().splitlines()
+    with pytest.raises(iotinvoke.ConfigError, match="endpoint"):
+        iotinvoke.load_config(str(world.folder / "iotinvoke.ini"), environ={})
