@@ -52,6 +52,8 @@ SITUATIONS = [
     ("refresh of hop 1 or 2 fails, cached credentials still valid", "exit 0: the cached credentials are used"),
     ("cache entry torn, foreign, symlinked or loosely permitted", "exit 0: treated as a miss (test_cache)"),
     ("cache folder unusable (not ours, not 0700, a file)", "exit 0: the call runs uncached (test_cache)"),
+    ("cache file system full or read-only", "exit 0: the call runs uncached"),
+    ("garbled, oversized, empty, HTML or DTD-laden answers", "exit 76: one line naming the hop"),
 ]
 
 
@@ -148,6 +150,73 @@ def test_failed_refresh_falls_back_to_valid_cached_credentials(aws: StandIn, cac
     result = call(aws, cache)
     assert (result.code, result.stdout, result.stderr) == (0, SEED_ANSWER, "")
     assert aws.count(hop) == 3
+
+
+# --- hostile answers and unusable caches, through the CLI ----------------------------------------
+
+HOSTILE = [
+    ("iot", 200, {"Content-Type": "text/html"}, b"<html><body>Welcome to the hotel Wi-Fi</body></html>", "not the expected JSON"),
+    ("iot", 200, {"Content-Type": "application/json"}, b"", "not the expected JSON"),
+    ("iot", 200, {"Content-Type": "application/json"}, b'{"credentials": "' + b"A" * 200_000 + b'"}', "larger than"),
+    ("sts", 200, {"Content-Type": "text/xml"}, b"\xff\xfe<AssumeRoleResponse>", "not well-formed XML"),
+    ("sts", 200, {"Content-Type": "text/xml"},
+     b'<!DOCTYPE x [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]><x>&b;</x>', "DTD"),
+    ("sts", 200, {"Content-Type": "text/xml"}, b'<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"/>', "no credentials"),
+    ("lambda", 302, {"Location": "https://example.com/"}, b"", "unexpected answer"),
+]
+
+
+@pytest.mark.parametrize("hop, status, headers, body, phrase", HOSTILE, ids=[f"{h[0]}-{i}" for i, h in enumerate(HOSTILE)])
+def test_hostile_answers_are_one_clear_line(aws: StandIn, cache: Path, hop: str, status: int, headers: dict[str, str],
+                                           body: bytes, phrase: str) -> None:
+    if hop == "lambda":
+        warm(aws, cache)
+    aws.fault(hop, "respond", status=status, headers=headers, body=body)
+    result = call(aws, cache)
+    assert result.code == 76 and result.stdout == b"", result.stderr
+    assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith(f"iotinvoke: {hop}: ")
+    assert phrase in result.stderr
+    assert_cache_intact(aws, cache)
+
+
+def _mount_tmpfs(folder: Path, options: str) -> None:
+    import subprocess
+
+    folder.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
+
+
+@pytest.mark.parametrize("kind", ["full", "read-only"])
+def test_unwritable_cache_filesystem_degrades_to_uncached(aws: StandIn, tmp_path: Path, kind: str) -> None:
+    import subprocess
+
+    mount = tmp_path / "fs"
+    _mount_tmpfs(mount, "size=64k,mode=0700")
+    try:
+        if kind == "full":
+            (mount / "cache").mkdir(mode=0o700)
+            import os
+
+            fd = os.open(mount / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                while True:
+                    os.write(fd, b"\0" * 4096)
+            except OSError:
+                pass  # ENOSPC: the file system is full
+            finally:
+                os.close(fd)
+        else:
+            (mount / "cache").mkdir(mode=0o700)
+            subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+        for _ in range(2):
+            result = run("-v", "dev", "{}", config=aws.config_path, cache=mount / "cache")
+            assert (result.code, result.stdout) == (0, SEED_ANSWER), result.stderr
+            assert "cache:" in result.stderr and "uncached" in result.stderr
+        assert not list((mount / "cache").glob("*.json"))
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
 
 
 def survival_table() -> str:
