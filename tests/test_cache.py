@@ -94,15 +94,6 @@ def test_unusable_folders_run_uncached(tmp_path: Path) -> None:
         pass
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
-def test_read_only_folder_runs_uncached(tmp_path: Path) -> None:
-    folder = tmp_path / "ro"
-    folder.mkdir(mode=0o500)
-    folder.chmod(0o500)
-    logs: list[str] = []
-    assert ii._Cache(str(folder), logs.append).folder is None and "not writable" in logs[-1]
-
-
 def test_refresh_margin_is_five_minutes_at_most_half_the_lifetime() -> None:
     hour = creds(expiration=NOW + 3600, issued=NOW)
     assert hour.fresh(NOW + 3600 - 301) and not hour.fresh(NOW + 3600 - 299)
