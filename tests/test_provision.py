@@ -60,6 +60,7 @@ from moto.iam.access_control import IAMRequestBase
 from moto.server import ThreadedMotoServer
 
 import iotinvoke
+from motohelp import client_in_account
 
 ROOT = Path(__file__).resolve().parent.parent
 PROVISION = ROOT / "scripts" / "provision"
@@ -167,15 +168,7 @@ class World:
 
 
 def _setup_client(url: str, service: str, account: str) -> Any:
-    """A client acting in ``account`` while auth is still off (x-moto-account-id header)."""
-    client = boto3.client(service, endpoint_url=url, region_name=REGION,
-                          aws_access_key_id="AKIASETUPSETUPSETUP0", aws_secret_access_key="setup")
-
-    def in_account(request: Any, **_: Any) -> None:
-        request.headers["x-moto-account-id"] = account
-
-    client.meta.events.register("before-sign", in_account)
-    return client
+    return client_in_account(url, service, account, REGION)
 
 
 def _zip() -> bytes:

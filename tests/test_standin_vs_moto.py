@@ -45,6 +45,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from moto.server import ThreadedMotoServer
 
+from motohelp import client_in_account
 from standin import StandIn
 from standin.testclient import Creds, TestClient
 from standin.world import Role
@@ -126,15 +127,7 @@ class Moto:
 
 
 def _moto_client(url: str, service: str, account: str) -> Any:
-    """A client acting in ``account`` while moto's auth is still off (x-moto-account-id header)."""
-    client = boto3.client(service, endpoint_url=url, region_name=REGION,
-                          aws_access_key_id="AKIASETUPSETUPSETUP0", aws_secret_access_key="setup")
-
-    def in_account(request: Any, **_: Any) -> None:
-        request.headers["x-moto-account-id"] = account
-
-    client.meta.events.register("before-sign", in_account)
-    return client
+    return client_in_account(url, service, account, REGION)
 
 
 def _build_moto_world(url: str) -> Creds:
