@@ -37,7 +37,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlencode
 
-import boto3
 import pytest
 import urllib3
 from botocore.auth import SigV4Auth
