@@ -768,7 +768,7 @@ class _Transport:
             finally:
                 response.release_conn()
         except u3.SSLError as e:
-            raise _tls_error(hop, url, e, client_cert is not None) from None
+            raise _tls_error(hop, url, e, client_cert is not None, idempotent) from None
         except (u3.ConnectTimeoutError, u3.NewConnectionError, u3.ProxyError) as e:
             # Nothing was sent yet (a proxy error is the CONNECT tunnel failing): safe to retry.
             raise _Retryable("cannot connect to %s: %s" % (url.split("?")[0], _net_reason(e)), EX_TEMPFAIL, hop) from None
@@ -830,9 +830,9 @@ def _ssl_context(ca: str | None, client_cert: tuple[str, str] | None) -> Any:
     return context
 
 
-def _tls_error(hop: str, url: str, error: Exception, mutual: bool) -> IotInvokeError:
+def _tls_error(hop: str, url: str, error: Exception, mutual: bool, idempotent: bool) -> IotInvokeError:
     text = str(error)
-    if "CERTIFICATE_VERIFY_FAILED" in text:
+    if "CERTIFICATE_VERIFY_FAILED" in text:  # decided in the handshake: nothing was sent
         return IotInvokeError(
             "the server certificate of %s is not trusted (check ca / ca_bundle, and the clock): %s"
             % (url, _short(text)),
@@ -844,6 +844,15 @@ def _tls_error(hop: str, url: str, error: Exception, mutual: bool) -> IotInvokeE
             "the credentials provider refused the device certificate during the TLS handshake "
             "(not registered with AWS IoT, inactive, expired, or signed by an unknown CA): %s" % _short(text),
             EX_NOPERM,
+            hop,
+        )
+    if not idempotent:
+        # urllib3 raises the same SSLError for a failed handshake and for a TLS connection torn
+        # after the request went out (an EOF without close_notify): the function may have run.
+        return IotInvokeError(
+            "the TLS connection failed (%s): the invoke may have been sent and the function may have "
+            "run; not retried automatically" % _short(text),
+            EX_IOERR,
             hop,
         )
     return _Retryable("TLS failure with %s: %s" % (url, _short(text)), EX_TEMPFAIL, hop)

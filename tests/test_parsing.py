@@ -191,3 +191,13 @@ def test_parse_time(text: str, expected: float) -> None:
 def test_parse_time_refuses(text: object) -> None:
     with pytest.raises(ValueError):
         ii._parse_time(text)
+
+
+def test_tls_errors_never_resend_an_invoke() -> None:
+    eof = Exception("EOF occurred in violation of protocol (_ssl.c:2427)")
+    assert ii._tls_error("lambda", "https://x", eof, False, idempotent=False).exit_code == ii.EX_IOERR
+    assert isinstance(ii._tls_error("sts", "https://x", eof, False, idempotent=True), ii._Retryable)
+    untrusted = Exception("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
+    assert ii._tls_error("lambda", "https://x", untrusted, False, idempotent=False).exit_code == ii.EX_UNAVAILABLE
+    refused = Exception("[SSL: TLSV1_ALERT_UNKNOWN_CA] tlsv1 alert unknown ca")
+    assert ii._tls_error("iot", "https://x", refused, True, idempotent=True).exit_code == ii.EX_NOPERM
