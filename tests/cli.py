@@ -13,6 +13,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "iotinvoke.py"
+# The interpreter that runs iotinvoke: scripts/test sets IOTINVOKE_TEST_PYTHON to a Python 3.9
+# environment for one run; the tests themselves keep running on sys.executable.
+PYTHON = os.environ.get("IOTINVOKE_TEST_PYTHON") or sys.executable
 OUTPUTS: list[bytes] = []
 
 
@@ -48,7 +51,7 @@ def run(
 ) -> Run:
     """Run iotinvoke.py with args; wrapper (e.g. faketime and its options) goes in front."""
     environ = environment(cache, env)
-    argv = (wrapper or []) + [sys.executable, str(SCRIPT)]
+    argv = (wrapper or []) + [PYTHON, str(SCRIPT)]
     if config is not None:
         argv += ["--config", str(config)]
     argv += [str(a) for a in args]

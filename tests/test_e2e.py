@@ -342,14 +342,13 @@ def test_clock_skew_is_corrected_and_remembered(aws: StandIn, cache: Path, offse
 
 def test_50_concurrent_cold_starts_fetch_once_per_hop_and_environment(aws: StandIn, cache: Path) -> None:
     import subprocess
-    import sys
 
-    from cli import SCRIPT, environment
+    from cli import PYTHON, SCRIPT, environment
 
     environ = environment(cache)
     envs = ["dev", "stg", "prd"]
     procs = [
-        subprocess.Popen([sys.executable, str(SCRIPT), "--config", str(aws.config_path), envs[i % 3], json.dumps({"i": i})],
+        subprocess.Popen([PYTHON, str(SCRIPT), "--config", str(aws.config_path), envs[i % 3], json.dumps({"i": i})],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environ)
         for i in range(50)
     ]
@@ -366,13 +365,12 @@ def test_50_concurrent_cold_starts_fetch_once_per_hop_and_environment(aws: Stand
 def test_killed_in_the_middle_of_a_refresh_leaves_a_usable_cache(aws: StandIn, cache: Path) -> None:
     import signal
     import subprocess
-    import sys
     import time
 
-    from cli import SCRIPT, environment
+    from cli import PYTHON, SCRIPT, environment
 
     aws.fault("sts", "delay", seconds=5)
-    proc = subprocess.Popen([sys.executable, str(SCRIPT), "--config", str(aws.config_path), "dev", "{}"],
+    proc = subprocess.Popen([PYTHON, str(SCRIPT), "--config", str(aws.config_path), "dev", "{}"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment(cache))
     deadline = time.monotonic() + 20
     while aws.count("sts") == 0 and time.monotonic() < deadline:
