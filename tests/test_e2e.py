@@ -438,3 +438,21 @@ def test_board_clock_wrong_at_boot(aws: StandIn, cache: Path, shift: str) -> Non
     second = call(aws, cache, "dev", "{}", wrapper=wrapper)
     assert (second.code, second.stdout, second.stderr) == (0, SEED_ANSWER, "")
     assert counts(aws) == (1, 1, 2)
+
+
+def test_closed_stdout_is_one_line_and_exit_74(aws: StandIn, cache: Path) -> None:
+    import subprocess
+
+    from cli import PYTHON, SCRIPT, environment
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the caller stopped reading before the answer came
+    try:
+        done = subprocess.run([PYTHON, str(SCRIPT), "--config", str(aws.config_path), "dev", "{}"],
+                              stdout=write_end, stderr=subprocess.PIPE, env=environment(cache), timeout=60)
+    finally:
+        os.close(write_end)
+    OUTPUTS.append(done.stderr)
+    assert done.returncode == 74
+    assert done.stderr.decode().splitlines() == [
+        "iotinvoke: cannot write to standard output (broken pipe): the answer is lost"]
