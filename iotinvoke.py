@@ -98,18 +98,17 @@ CHAINED_ROLE_MAX_DURATION_S = 3600  # AssumeRole with role credentials is role c
 LOCK_WAIT_S = 20.0  # a process holding a cache lock longer than this is presumed stuck
 LOCK_POLL_S = 0.02
 CLOCK_SKEW_THRESHOLD_S = 240.0  # below SigV4's 5-minute window, as the JS and Kotlin SDKs use
+RESERVED_THROTTLE_WAIT_S = 60.0  # a function's reserved concurrency used up, or set to 0 by its owner
+CLOCK_WAIT_S = 30.0  # a board without an RTC: NTP usually answers within this after boot
+TCP_KEEPALIVE_IDLE_S = 60  # well below NAT idle timeouts (AWS NAT gateway: 350 s)
+TCP_KEEPALIVE_INTERVAL_S = 15
+TCP_KEEPALIVE_PROBES = 4  # a dead peer is noticed about 2 minutes after it went silent
+MAX_LOG_TAIL_BYTES = 8192  # Lambda sends the last 4 KB of the log, base64-encoded
 USER_AGENT = "iotinvoke/" + __version__
 
 _IOT_THING_HEADER = "x-amzn-iot-thingname"
 _SKEW_CODES = ("InvalidSignatureException", "SignatureDoesNotMatch", "RequestTimeTooSkewed", "RequestExpired")
 _SKEW_MARKERS = ("Signature expired", "Signature not yet current", "too skewed", "RequestExpired")
-# Errors that mean "these credentials are no good": drop them from the cache and fetch once more.
-_BAD_TOKEN_CODES = (
-    "ExpiredToken",
-    "ExpiredTokenException",
-    "InvalidClientTokenId",
-    "UnrecognizedClientException",
-)
 
 
 # --- Errors ------------------------------------------------------------------------------------------
@@ -118,8 +117,11 @@ _BAD_TOKEN_CODES = (
 class IotInvokeError(Exception):
     """Any failure iotinvoke reports: one line for stderr and a sysexits.h exit status.
 
-    ``hop`` is "config", "payload", "iot", "sts", "lambda" or "cache"; ``status``, ``code`` and
-    ``request_id`` are AWS's HTTP status, error code and request id when AWS answered.
+    ``hop`` is "config", "payload", "iot", "sts", "lambda", "cache" or "output"; ``status``, ``code``
+    and ``request_id`` are AWS's HTTP status, error code and request id when AWS answered.
+    ``reason`` is a short stable slug (``function-not-ready``, ``kms-denied``...) that programs may
+    branch on; ``retry_after`` is how many seconds a caller should wait before trying again, when
+    known. Both end the stderr line as ``[reason; retry after N s]``.
     """
 
     def __init__(
@@ -130,6 +132,9 @@ class IotInvokeError(Exception):
         status: int | None = None,
         code: str | None = None,
         request_id: str | None = None,
+        *,
+        reason: str = "",
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -138,6 +143,8 @@ class IotInvokeError(Exception):
         self.status = status
         self.code = code
         self.request_id = request_id
+        self.reason = reason
+        self.retry_after = retry_after
 
     def __str__(self) -> str:
         where = self.hop + ": " if self.hop else ""
@@ -149,30 +156,30 @@ class IotInvokeError(Exception):
         if self.request_id:
             detail.append("request id " + self.request_id)
         tail = " (%s)" % ", ".join(detail) if detail else ""
-        return where + self.message + tail
+        tags = [self.reason] if self.reason else []
+        if self.retry_after is not None and self.exit_code == EX_TEMPFAIL:
+            tags.append("retry after %d s" % max(1, round(self.retry_after)))
+        return where + self.message + tail + (" [%s]" % "; ".join(tags) if tags else "")
 
 
 class ConfigError(IotInvokeError):
     """The configuration file is missing or invalid; the message names the file, section and key."""
 
-    def __init__(self, message: str, path: str = "", section: str = "", key: str = "") -> None:
+    def __init__(self, message: str, path: str = "", section: str = "", key: str = "", reason: str = "config") -> None:
         where = path
         if section:
             where += " [%s]" % section
         if key:
             where += " " + key
-        super().__init__((where + ": " if where else "") + message, EX_CONFIG, "config")
+        super().__init__((where + ": " if where else "") + message, EX_CONFIG, "config", reason=reason)
         self.path = path
         self.section = section
         self.key = key
 
 
 class _Retryable(IotInvokeError):
-    """A failure that another attempt may fix (network, throttling, 5xx)."""
-
-    def __init__(self, *args: Any, retry_after: float | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.retry_after = retry_after
+    """A failure that proves the request did nothing, so it may be sent again (throttling, a
+    connection that never carried the request, a set-up failure before the function ran)."""
 
 
 class _BadCredentials(IotInvokeError):
@@ -187,10 +194,154 @@ class _ClockSkew(IotInvokeError):
         self.server_time = server_time
 
 
+# --- What each AWS answer means: one table decides status, reason and whether to send again ----------
+#
+# (hop, error code) -> (exit status, reason, resend). ``resend`` is True only where the answer proves
+# the request did nothing: a throttle, a refused signature or token, or a set-up failure that Lambda
+# reports before the function's code runs. Anything else from Lambda Invoke may come after the function
+# ran ("your function's code might have run completely, partially, or not at all",
+# https://docs.aws.amazon.com/lambda/latest/dg/invocation-retries.html), so it is never sent twice
+# unless the caller declares the function idempotent. Hops 1 and 2 only fetch credentials: every
+# transient failure there may be retried.
+#
+# Lambda rows: every error of Invoke in botocore's model (botocore/data/lambda/2015-03-31/service-2.json,
+# status and text from each shape's documentation), plus errors AWS sends that the model does not list.
+# STS rows: AssumeRole's modelled errors (botocore/data/sts/2011-06-15/service-2.json) and STS's common
+# errors (https://docs.aws.amazon.com/STS/latest/APIReference/CommonErrors.html). IoT rows: the
+# credentials provider has no model; its documented answers carry only a message, from which
+# _aws_error_fields derives the code in the first column (see _IOT_MESSAGES).
+# tests/test_error_table.py fails when an installed model lists an error with no row here.
+_T_, _P_, _N_, _D_, _X_, _I_ = EX_TEMPFAIL, EX_UNAVAILABLE, EX_NOPERM, EX_DATAERR, EX_IOERR, EX_SOFTWARE
+_ERROR_TABLE: dict[tuple[str, str], tuple[int, str, bool]] = {
+    # Hop 1, the IoT credentials provider (https://docs.aws.amazon.com/iot/latest/developerguide/authorizing-direct-aws.html)
+    ("iot", "InvalidThingName"): (_N_, "thing-not-attached", False),
+    ("iot", "CertificateInvalid"): (_N_, "certificate-inactive", False),
+    ("iot", "AccessDenied"): (_N_, "iot-policy-denied", False),
+    ("iot", "RoleAliasNotFound"): (_P_, "role-alias-not-found", False),
+    ("iot", "RoleNotAssumable"): (_P_, "role-not-assumable", False),
+    ("iot", "DurationExceedsMax"): (_P_, "duration-exceeds-role-max", False),
+    ("iot", "Throttling"): (_T_, "throttled", True),
+    # Hop 2, STS: AssumeRole's modelled errors ...
+    ("sts", "MalformedPolicyDocument"): (_P_, "malformed-policy", False),
+    ("sts", "PackedPolicyTooLarge"): (_P_, "packed-policy-too-large", False),
+    ("sts", "RegionDisabledException"): (_P_, "sts-region-disabled", False),  # an account admin must activate it
+    ("sts", "ExpiredTokenException"): (_N_, "token-expired", True),
+    # ... and STS's common errors.
+    ("sts", "ExpiredToken"): (_N_, "token-expired", True),
+    ("sts", "AccessDenied"): (_N_, "assume-role-denied", False),
+    ("sts", "InvalidClientTokenId"): (_N_, "token-invalid", True),
+    ("sts", "SignatureDoesNotMatch"): (_N_, "signature-mismatch", False),
+    ("sts", "RequestExpired"): (_N_, "clock-skew", True),
+    ("sts", "IncompleteSignature"): (_I_, "signature-incomplete", False),
+    ("sts", "MissingAuthenticationToken"): (_I_, "signature-missing", False),
+    ("sts", "OptInRequired"): (_P_, "opt-in-required", False),
+    ("sts", "ValidationError"): (_P_, "invalid-parameter", False),
+    ("sts", "InvalidParameterValue"): (_P_, "invalid-parameter", False),
+    ("sts", "InvalidParameterCombination"): (_P_, "invalid-parameter", False),
+    ("sts", "MissingParameter"): (_P_, "invalid-parameter", False),
+    ("sts", "InvalidAction"): (_I_, "invalid-action", False),
+    ("sts", "InvalidQueryParameter"): (_I_, "invalid-parameter", False),
+    ("sts", "MalformedQueryString"): (_I_, "invalid-parameter", False),
+    ("sts", "Throttling"): (_T_, "throttled", True),
+    ("sts", "InternalFailure"): (_T_, "server-error", True),
+    ("sts", "ServiceUnavailable"): (_T_, "server-error", True),
+    # Hop 3, Lambda Invoke: the caller's own request ...
+    ("lambda", "ResourceNotFoundException"): (_P_, "function-not-found", False),
+    ("lambda", "InvalidParameterValueException"): (_P_, "invalid-parameter", False),
+    ("lambda", "InvalidRequestContentException"): (_D_, "payload-rejected", False),
+    ("lambda", "UnsupportedMediaTypeException"): (_D_, "payload-rejected", False),
+    ("lambda", "RequestTooLargeException"): (_D_, "payload-too-large", False),
+    ("lambda", "SerializedRequestEntityTooLargeException"): (_D_, "payload-too-large", False),
+    ("lambda", "RequestEntityTooLargeException"): (_D_, "payload-too-large", False),  # seen on the wire
+    ("lambda", "NoPublishedVersionException"): (_P_, "no-published-version", False),
+    ("lambda", "RecursiveInvocationException"): (_P_, "recursive-invocation", False),
+    ("lambda", "DurableExecutionAlreadyStartedException"): (_P_, "durable-execution-exists", False),
+    # ... throttles: nothing ran ...
+    ("lambda", "TooManyRequestsException"): (_T_, "throttled", True),
+    # ... the function's state: Pending / Inactive / updating, or SnapStart still initialising. They
+    # clear by themselves (https://docs.aws.amazon.com/lambda/latest/dg/functions-states.html) ...
+    ("lambda", "ResourceConflictException"): (_T_, "function-not-ready", True),
+    ("lambda", "SnapStartNotReadyException"): (_T_, "snapstart-not-ready", True),
+    ("lambda", "ResourceNotReadyException"): (_T_, "vpc-not-ready", True),
+    # ... set-up failures before the handler runs that clear by themselves ...
+    ("lambda", "EC2ThrottledException"): (_T_, "ec2-throttled", True),
+    ("lambda", "EC2UnexpectedException"): (_T_, "ec2-unexpected", True),
+    ("lambda", "EFSMountConnectivityException"): (_T_, "efs-mount-unreachable", True),
+    ("lambda", "EFSMountTimeoutException"): (_T_, "efs-mount-timeout", True),
+    ("lambda", "S3FilesMountConnectivityException"): (_T_, "s3files-mount-unreachable", True),
+    ("lambda", "S3FilesMountTimeoutException"): (_T_, "s3files-mount-timeout", True),
+    ("lambda", "SnapStartTimeoutException"): (_T_, "snapstart-timeout", True),
+    # ... set-up failures before the handler runs that only the function's owner can fix ...
+    ("lambda", "EC2AccessDeniedException"): (_P_, "ec2-access-denied", False),
+    ("lambda", "ENILimitReachedException"): (_P_, "eni-limit", False),
+    ("lambda", "SubnetIPAddressLimitReachedException"): (_P_, "subnet-ips-exhausted", False),
+    ("lambda", "InvalidSubnetIDException"): (_P_, "invalid-subnet", False),
+    ("lambda", "InvalidSecurityGroupIDException"): (_P_, "invalid-security-group", False),
+    ("lambda", "KMSAccessDeniedException"): (_P_, "kms-denied", False),
+    ("lambda", "KMSDisabledException"): (_P_, "kms-disabled", False),
+    ("lambda", "KMSInvalidStateException"): (_P_, "kms-invalid-state", False),
+    ("lambda", "KMSNotFoundException"): (_P_, "kms-not-found", False),
+    ("lambda", "InvalidRuntimeException"): (_P_, "invalid-runtime", False),
+    ("lambda", "InvalidZipFileException"): (_P_, "invalid-zip", False),
+    ("lambda", "EFSMountFailureException"): (_P_, "efs-mount-failed", False),  # 403, but not IAM's
+    ("lambda", "S3FilesMountFailureException"): (_P_, "s3files-mount-failed", False),
+    ("lambda", "SnapStartException"): (_P_, "snapstart-restore-failed", False),
+    # ... failures during or after the function's run: it may have run ...
+    ("lambda", "ServiceException"): (_X_, "lambda-service-error", False),
+    ("lambda", "EFSIOException"): (_X_, "efs-io", False),
+    # ... and what AWS sends that the model does not list.
+    ("lambda", "AccessDeniedException"): (_N_, "invoke-denied", False),
+    ("lambda", "UnrecognizedClientException"): (_N_, "token-invalid", True),
+    ("lambda", "ExpiredTokenException"): (_N_, "token-expired", True),
+    ("lambda", "InvalidSignatureException"): (_N_, "signature-mismatch", False),
+}
+# Lambda's TooManyRequestsException carries a Reason (ThrottleReason in the model). A function's
+# reserved concurrency of 0 is its owner stopping it; that too clears only when the owner acts, but
+# it is indistinguishable from a reserved limit reached under load, so it stays transient and the
+# caller is told to wait longer (RESERVED_THROTTLE_WAIT_S).
+_THROTTLE_REASONS: dict[str, str] = {
+    "ConcurrentInvocationLimitExceeded": "account-concurrency-limit",
+    "FunctionInvocationRateLimitExceeded": "function-rate-limit",
+    "ReservedFunctionConcurrentInvocationLimitExceeded": "reserved-concurrency-limit",
+    "ReservedFunctionInvocationRateLimitExceeded": "reserved-rate-limit",
+    "CallerRateLimitExceeded": "caller-rate-limit",
+    "ConcurrentSnapshotCreateLimitExceeded": "snapshot-create-limit",
+}
+# The credentials provider's documented messages, as codes for the table.
+_IOT_MESSAGES = (
+    ("invalid thing name", "InvalidThingName"),
+    ("certificate is invalid", "CertificateInvalid"),
+    ("role alias does not exist", "RoleAliasNotFound"),
+    ("unable to assume the role", "RoleNotAssumable"),
+    ("credentialdurationseconds", "DurationExceedsMax"),
+    ("access denied", "AccessDenied"),
+)
+_BAD_TOKEN_REASONS = ("token-expired", "token-invalid")
+
+
+def _decide(hop: str, status: int, code: str | None) -> tuple[int, str, bool]:
+    """(exit status, reason, resend) for an AWS error answer: the table's row, else by HTTP status."""
+    row = _ERROR_TABLE.get((hop, code or ""))
+    if row is not None:
+        return row
+    if status == 429:
+        return EX_TEMPFAIL, "throttled", True
+    if status >= 500:
+        # A server error from Lambda may come after the function ran; credentials can be fetched again.
+        return (EX_IOERR, "lambda-server-error", False) if hop == "lambda" else (EX_TEMPFAIL, "server-error", True)
+    if status in (401, 403):
+        return EX_NOPERM, "denied", False
+    if status == 404:
+        return EX_UNAVAILABLE, "not-found", False
+    if 400 <= status < 500:
+        return EX_UNAVAILABLE, "refused", False
+    return EX_PROTOCOL, "unexpected-answer", False
+
+
 # --- Configuration ---------------------------------------------------------------------------------
 
 _IOT_KEYS = frozenset({"endpoint", "role_alias", "cert", "key", "ca", "thing_name"})
-_ENV_KEYS = frozenset({"function", "role_arn", "external_id", "region", "qualifier", "duration_seconds"})
+_ENV_KEYS = frozenset({"function", "role_arn", "external_id", "region", "qualifier", "duration_seconds", "idempotent"})
 # Per-environment endpoint settings: in [DEFAULT] or an environment section.
 _ENDPOINT_KEYS = frozenset({"sts_endpoint", "lambda_endpoint", "ca_bundle"})
 # Process-wide settings: in [DEFAULT] or [iot].
@@ -214,6 +365,8 @@ class Environment:
         "sts_endpoint",
         "lambda_endpoint",
         "ca_bundle",
+        "ca_bundle_source",
+        "idempotent",
     )
 
     def __init__(self, **fields: Any) -> None:
@@ -230,6 +383,8 @@ class Environment:
     sts_endpoint: str
     lambda_endpoint: str
     ca_bundle: str | None  # CA file for hops 2 and 3; None: certifi's bundle
+    ca_bundle_source: str  # where ca_bundle came from, for error messages
+    idempotent: bool  # the owner says running the function twice is harmless: re-send what may have run
 
     @property
     def direct(self) -> bool:
@@ -381,6 +536,10 @@ def _environment(
     sts = environ.get("AWS_ENDPOINT_URL_STS") or environ.get("AWS_ENDPOINT_URL") or section.get("sts_endpoint")
     lam = environ.get("AWS_ENDPOINT_URL_LAMBDA") or environ.get("AWS_ENDPOINT_URL") or section.get("lambda_endpoint")
     ca_bundle = environ.get("AWS_CA_BUNDLE") or section.get("ca_bundle")
+    ca_source = "AWS_CA_BUNDLE" if environ.get("AWS_CA_BUNDLE") else "[%s] ca_bundle" % name if ca_bundle else ""
+    idempotent = (section.get("idempotent") or "false").lower()
+    if idempotent not in ("true", "false"):
+        raise ConfigError("expected true or false, got %r" % idempotent[:20], path, name, "idempotent")
     return Environment(
         name=name,
         function=function,
@@ -392,6 +551,8 @@ def _environment(
         sts_endpoint=_endpoint_url(sts, path, name, "sts_endpoint") if sts else "https://sts." + region + suffix,
         lambda_endpoint=_endpoint_url(lam, path, name, "lambda_endpoint") if lam else "https://lambda." + region + suffix,
         ca_bundle=relative(ca_bundle) if ca_bundle else None,
+        ca_bundle_source=ca_source,
+        idempotent=idempotent == "true",
     )
 
 
@@ -698,36 +859,40 @@ class _Response:
 
 
 class _Transport:
-    """urllib3 pools, one per TLS set-up (CA file, client certificate), reused across hops and calls."""
+    """urllib3 pools, one per TLS set-up (CA file, client certificate, proxy), reused across hops and calls.
+
+    Every request is sent on a connection opened beforehand: a failure while connecting (DNS, TCP,
+    proxy tunnel, TLS handshake) proves nothing was sent, whatever exception the urllib3 version
+    raises for it; any failure after that may come after the server acted on the request.
+    """
 
     def __init__(self, connect_timeout: float, log: Callable[[str], None]) -> None:
         self.connect_timeout = connect_timeout
         self._log = log
-        self._managers: dict[tuple[str | None, str | None, str | None], urllib3.PoolManager] = {}
+        self._managers: dict[tuple[str | None, str | None, str | None, str | None], urllib3.PoolManager] = {}
 
     def _manager(self, ca: str | None, client_cert: tuple[str, str] | None, url: str) -> urllib3.PoolManager:
         proxy = _proxy_for(url)
-        key = (ca, client_cert[0] if client_cert else None, proxy)
+        host = _host_port(url)[0]
+        # urllib3 1.26 wraps sockets without server_hostname for an IP address, so a context that
+        # checks host names fails; a context bound to that address fills it in (see _ssl_context).
+        ip_host = host if _is_ip_address(host) else None
+        key = (ca, client_cert[0] if client_cert else None, proxy[0] if proxy else None, ip_host)
         manager = self._managers.get(key)
         if manager is None:
             import urllib3
 
-            context = _ssl_context(ca, client_cert)
+            context = _ssl_context(ca, client_cert, ip_host)
+            options = {"maxsize": 2, "ssl_context": context, "socket_options": _socket_options()}
             if proxy is None:
-                manager = urllib3.PoolManager(maxsize=2, ssl_context=context)
+                manager = urllib3.PoolManager(**options)
             else:
                 # HTTPS through an HTTP proxy is a CONNECT tunnel: TLS, and so the device
                 # certificate, goes end to end; the proxy sees only the host name.
-                from urllib.parse import unquote, urlsplit
-
-                parts = urlsplit(proxy)
-                headers = None
-                if parts.username is not None:
-                    auth = unquote(parts.username) + ":" + unquote(parts.password or "")
-                    headers = urllib3.make_headers(proxy_basic_auth=auth)
-                bare = "%s://%s" % (parts.scheme, parts.netloc.rpartition("@")[2])
-                self._log("proxy: %s through %s" % (url.split("/")[2], bare))
-                manager = urllib3.ProxyManager(bare, maxsize=2, ssl_context=context, proxy_headers=headers)
+                bare, auth = proxy
+                headers = urllib3.make_headers(proxy_basic_auth=auth) if auth is not None else None
+                self._log("proxy: %s through %s" % (host, bare))
+                manager = urllib3.ProxyManager(bare, proxy_headers=headers, **options)
             self._managers[key] = manager
         return manager
 
@@ -738,58 +903,162 @@ class _Transport:
         url: str,
         headers: Mapping[str, str],
         body: bytes | None,
+        *,
         read_timeout: float,
         max_bytes: int,
         ca: str | None = None,
+        ca_source: str = "",
         client_cert: tuple[str, str] | None = None,
-        idempotent: bool = True,
+        may_run: bool = False,
+        deadline_s: float | None = None,
     ) -> _Response:
-        """One request, no retries. Raises _Retryable for failures that happened before the request
-        could have reached the server, or for any failure of an idempotent request; otherwise
-        (an invoke that may have run) IotInvokeError with EX_IOERR."""
+        """One request, no retries; the whole answer read and checked.
+
+        Raises _Retryable where the request provably did nothing, or did something harmless to
+        repeat (``may_run`` False); otherwise IotInvokeError EX_IOERR: the function may have run.
+        ``deadline_s`` bounds the whole exchange after connecting, not only each socket read.
+        """
         import urllib3
-        from urllib3 import exceptions as u3
 
         manager = self._manager(ca, client_cert, url)
         started = time.monotonic()
+        pool = manager.connection_from_url(url)
+        connection: Any = pool._get_conn()
         try:
-            response = manager.request(
+            if connection.sock is None:
+                connection.timeout = self.connect_timeout
+                connection.connect()
+        except Exception as e:
+            connection.close()
+            pool._put_conn(connection)
+            raise _connect_error(hop, url, e, client_cert is not None, ca, ca_source) from None
+        pool._put_conn(connection)  # the pool hands out the connection just returned (LIFO)
+
+        timer = None
+        expired: list[bool] = []
+        if deadline_s is not None:
+            import threading
+
+            def expire() -> None:
+                expired.append(True)
+                _abort(connection)
+
+            timer = threading.Timer(deadline_s, expire)
+            timer.daemon = True
+            timer.start()
+        response = None
+        try:
+            path = url.split("/", 3)[3] if url.count("/") >= 3 else ""
+            response = pool.urlopen(
                 method,
-                url,
+                "/" + path,
                 body=body,
-                headers=dict(headers),
+                headers=dict(headers, **{"Accept-Encoding": "identity"}),
                 timeout=urllib3.Timeout(connect=self.connect_timeout, read=read_timeout),
                 retries=False,
                 redirect=False,
+                assert_same_host=False,
                 preload_content=False,
+                decode_content=False,
+                enforce_content_length=True,
             )
-            try:
-                data = response.read(max_bytes + 1)
-            finally:
+            encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+            if encoding not in ("", "identity"):
+                # Asked for identity; a compressed answer could grow without bound when decoded.
+                raise _Unreadable("the answer is %s-encoded, though identity was asked for" % _short(encoding, 40),
+                                  "answer-encoded")
+            data = _read_bounded(response, max_bytes)
+            if len(data) > max_bytes:
+                raise _Unreadable("the answer is larger than %d bytes" % max_bytes, "answer-too-large")
+            length = response.headers.get("Content-Length")
+            if length is not None and method != "HEAD" and response.status not in (204, 304) and (
+                not length.strip().isdigit() or int(length) != len(data)
+            ):
+                raise _Truncated("the answer ended after %d of %s bytes" % (len(data), _short(length, 20)))
+        except _Unreadable as e:
+            connection.close()
+            text = e.args[0] + ": refused"
+            if may_run:
+                text += "; the function may have run (not retried automatically)"
+            raise IotInvokeError(text, EX_PROTOCOL, hop, response.status if response else None,
+                                 reason=e.reason) from None
+        except Exception as e:
+            connection.close()
+            raise _exchange_error(hop, url, e, client_cert is not None, may_run, bool(expired), deadline_s) from None
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if response is not None:
                 response.release_conn()
-        except u3.SSLError as e:
-            raise _tls_error(hop, url, e, client_cert is not None, idempotent) from None
-        except (u3.ConnectTimeoutError, u3.NewConnectionError, u3.ProxyError) as e:
-            # Nothing was sent yet (a proxy error is the CONNECT tunnel failing): safe to retry.
-            raise _Retryable("cannot connect to %s: %s" % (url.split("?")[0], _net_reason(e)), EX_TEMPFAIL, hop) from None
-        except (u3.HTTPError, OSError) as e:
-            reason = _net_reason(e)
-            if idempotent:
-                raise _Retryable("no answer from %s: %s" % (url, reason), EX_TEMPFAIL, hop) from None
-            raise IotInvokeError(
-                "the invoke was sent but its answer was lost (%s): the function may have run; "
-                "not retried automatically" % reason,
-                EX_IOERR,
-                hop,
-            ) from None
-        if len(data) > max_bytes:
-            raise IotInvokeError("response larger than %d bytes: refused" % max_bytes, EX_PROTOCOL, hop, response.status)
         self._log("%s: %s %s -> %d (%.0f ms)" % (hop, method, url.split("?")[0], response.status, (time.monotonic() - started) * 1000))
         return _Response(response.status, response.headers, data)
 
 
-def _proxy_for(url: str, environ: Mapping[str, str] = os.environ) -> str | None:
-    """The proxy for an https URL from HTTPS_PROXY / NO_PROXY (either case), as curl and boto3 do."""
+class _Unreadable(Exception):
+    """An answer iotinvoke refuses to read (compressed, oversized)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class _Truncated(Exception):
+    """An answer shorter than its framing announced."""
+
+
+def _read_bounded(response: Any, max_bytes: int) -> bytes:
+    # In chunks: one read(max_bytes + 1) makes Python 3.9's http.client allocate the full 6 MB.
+    chunks = []
+    size = 0
+    while size <= max_bytes:
+        chunk = response.read(65536, decode_content=False)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def _abort(connection: Any) -> None:
+    """Shut a connection's socket from another thread: the blocked read returns at once."""
+    import socket
+
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        try:
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def _socket_options() -> list[tuple[int, int, int]]:
+    """TCP_NODELAY as urllib3 sets it, and TCP keepalive: a NAT drops a connection idle for longer
+    than its timeout (350 s on AWS NAT gateways, often less on mobile carriers), which a
+    synchronous invoke of up to 900 s is while the function runs. AWS's advice is keepalive below
+    that timeout (https://docs.aws.amazon.com/vpc/latest/userguide/nat-gateway-troubleshooting.html)."""
+    import socket
+
+    options = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1), (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+    for name, value in (("TCP_KEEPIDLE", TCP_KEEPALIVE_IDLE_S), ("TCP_KEEPINTVL", TCP_KEEPALIVE_INTERVAL_S),
+                        ("TCP_KEEPCNT", TCP_KEEPALIVE_PROBES)):
+        if hasattr(socket, name):  # Linux; other systems keep their defaults
+            options.append((socket.IPPROTO_TCP, getattr(socket, name), value))
+    return options
+
+
+def _is_ip_address(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _proxy_for(url: str, environ: Mapping[str, str] = os.environ) -> tuple[str, str | None] | None:
+    """(proxy URL without credentials, "user:password" or None) for an https URL, from HTTPS_PROXY /
+    NO_PROXY (either case), as curl and boto3 read them; a malformed HTTPS_PROXY is a ConfigError."""
     proxy = environ.get("HTTPS_PROXY") or environ.get("https_proxy")
     if not proxy:
         return None
@@ -799,63 +1068,167 @@ def _proxy_for(url: str, environ: Mapping[str, str] = os.environ) -> str | None:
         entry = entry.lower().lstrip(".")
         if entry == "*" or (entry and (host == entry or host.endswith("." + entry))):
             return None
-    return proxy if "://" in proxy else "http://" + proxy
+    from urllib.parse import unquote, urlsplit
+
+    text = proxy if "://" in proxy else "http://" + proxy
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        parts, port = None, None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+        # Never echo the value: it may hold a password.
+        raise ConfigError("HTTPS_PROXY is not a proxy URL such as http://proxy.example:3128", reason="proxy-invalid")
+    auth = None
+    if parts.username is not None:
+        auth = unquote(parts.username) + ":" + unquote(parts.password or "")
+    return "%s://%s" % (parts.scheme, parts.netloc.rpartition("@")[2]), auth
 
 
-def _ssl_context(ca: str | None, client_cert: tuple[str, str] | None) -> Any:
+def _ssl_context(ca: str | None, client_cert: tuple[str, str] | None, ip_host: str | None = None) -> Any:
     import ssl
 
     if ca is None:
         import certifi
 
         ca = certifi.where()
+    context_class: Any = ssl.SSLContext
+    if ip_host is not None:
+
+        class _BoundContext(ssl.SSLContext):
+            def wrap_socket(self, *args: Any, **kwargs: Any) -> Any:
+                if not kwargs.get("server_hostname"):
+                    kwargs["server_hostname"] = ip_host
+                return super().wrap_socket(*args, **kwargs)
+
+        context_class = _BoundContext
     try:
-        context = ssl.create_default_context(cafile=ca)
+        context = context_class(ssl.PROTOCOL_TLS_CLIENT)  # verifies the chain and the host name
+        context.load_verify_locations(cafile=ca)
     except (OSError, ssl.SSLError) as e:
-        raise IotInvokeError("cannot read the CA file %s: %s" % (ca, _os_reason(e)), EX_NOINPUT, "config") from None
+        raise IotInvokeError("cannot read the CA file %s: %s" % (ca, _os_reason(e)), EX_NOINPUT, "config",
+                             reason="ca-file-unreadable") from None
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if client_cert:
         cert, key = client_cert
         for what, path in (("certificate", cert), ("private key", key)):
             if not os.access(path, os.R_OK):
                 reason = "missing" if not os.path.exists(path) else "not readable by this user"
-                raise IotInvokeError("device %s %s: %s" % (what, path, reason), EX_NOINPUT, "iot")
+                raise IotInvokeError("device %s %s: %s" % (what, path, reason), EX_NOINPUT, "iot",
+                                     reason="device-file-unreadable")
         try:
             # An encrypted key would make OpenSSL prompt on the terminal; a C caller has none.
             context.load_cert_chain(cert, key, password=lambda: b"")
         except (OSError, ssl.SSLError) as e:
             raise IotInvokeError(
-                "cannot load the device certificate %s with key %s: %s" % (cert, key, _os_reason(e)), EX_NOINPUT, "iot"
+                "cannot load the device certificate %s with key %s: %s" % (cert, key, _os_reason(e)), EX_NOINPUT, "iot",
+                reason="device-key-unusable",
             ) from None
     return context
 
 
-def _tls_error(hop: str, url: str, error: Exception, mutual: bool, idempotent: bool) -> IotInvokeError:
-    text = str(error)
-    if "CERTIFICATE_VERIFY_FAILED" in text:  # decided in the handshake: nothing was sent
+# TLS alerts a server sends when it refuses the client's certificate (RFC 8446 section 6.2).
+_CERTIFICATE_ALERTS = ("BAD_CERTIFICATE", "UNKNOWN_CA", "CERTIFICATE_UNKNOWN", "CERTIFICATE_REQUIRED",
+                       "CERTIFICATE_REVOKED", "CERTIFICATE_EXPIRED", "ACCESS_DENIED", "UNSUPPORTED_CERTIFICATE")
+# OpenSSL's X509_V_ERR codes that mean "the certificate is not valid at this time".
+_X509_TIME_ERRORS = (9, 10)  # CERT_NOT_YET_VALID, CERT_HAS_EXPIRED
+_X509_NAME_ERRORS = (62, 64)  # HOSTNAME_MISMATCH, IP_ADDRESS_MISMATCH
+
+
+def _verify_failure(error: BaseException) -> tuple[int | None, str] | None:
+    """(OpenSSL verify code, its message) when error is, or wraps, a certificate verification failure."""
+    import ssl
+
+    seen = 0
+    current: BaseException | None = error
+    while current is not None and seen < 5:
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return current.verify_code, str(current.verify_message)
+        if type(current).__name__ == "CertificateError" or "CERTIFICATE_VERIFY_FAILED" in str(current):
+            text = str(current)
+            return (62 if "match" in text.lower() else None), text
+        inner = current.args[0] if current.args and isinstance(current.args[0], BaseException) else None
+        current = inner or current.__cause__ or current.__context__
+        seen += 1
+    return None
+
+
+def _connect_error(hop: str, url: str, error: BaseException, mutual: bool, ca: str | None,
+                   ca_source: str) -> IotInvokeError:
+    """A failure before anything was sent: DNS, TCP, the proxy tunnel, or the TLS handshake."""
+    import socket
+
+    host = _host_port(url)[0]
+    text = _net_reason(error)
+    verify = _verify_failure(error)
+    if verify is not None:
+        code, detail = verify
+        if code in _X509_NAME_ERRORS:
+            return IotInvokeError(
+                "the server at %s presented a certificate for another name (%s): check the endpoint; the "
+                "device certificate was not sent" % (host, _short(detail, 120)), EX_UNAVAILABLE, hop,
+                reason="tls-name-mismatch")
+        if code in _X509_TIME_ERRORS:
+            return IotInvokeError(
+                "the server certificate of %s is %s at this board's time %s: the clock is wrong (check "
+                "NTP: timedatectl status); retry once the clock is set" % (
+                    host, "not yet valid" if code == 9 else "expired", _iso8601(time.time())),
+                EX_TEMPFAIL, hop, reason="clock-wrong", retry_after=CLOCK_WAIT_S)
+        source = "%s (%s)" % (ca, ca_source) if ca else ca_source or "the default trust store"
         return IotInvokeError(
-            "the server certificate of %s is not trusted (check ca / ca_bundle, and the clock): %s"
-            % (url, _short(text)),
-            EX_UNAVAILABLE,
-            hop,
-        )
-    if mutual:
-        return IotInvokeError(
-            "the credentials provider refused the device certificate during the TLS handshake "
-            "(not registered with AWS IoT, inactive, expired, or signed by an unknown CA): %s" % _short(text),
-            EX_NOPERM,
-            hop,
-        )
-    if not idempotent:
-        # urllib3 raises the same SSLError for a failed handshake and for a TLS connection torn
-        # after the request went out (an EOF without close_notify): the function may have run.
-        return IotInvokeError(
-            "the TLS connection failed (%s): the invoke may have been sent and the function may have "
-            "run; not retried automatically" % _short(text),
-            EX_IOERR,
-            hop,
-        )
-    return _Retryable("TLS failure with %s: %s" % (url, _short(text)), EX_TEMPFAIL, hop)
+            "the server certificate of %s is not trusted by %s: %s" % (host, source, _short(detail, 120)),
+            EX_UNAVAILABLE, hop, reason="tls-untrusted")
+    upper = str(error).upper()
+    if mutual and any("ALERT_" + alert in upper for alert in _CERTIFICATE_ALERTS):
+        return _certificate_refused(hop, str(error))
+    if "WRONG_VERSION_NUMBER" in upper or "UNSUPPORTED_PROTOCOL" in upper or "ALERT_PROTOCOL_VERSION" in upper:
+        return IotInvokeError("%s does not speak TLS 1.2 or later on that port: %s" % (host, text), EX_UNAVAILABLE, hop,
+                              reason="tls-protocol")
+    if "Tunnel connection failed" in str(error) or type(error).__name__ == "ProxyError":
+        if " 407" in str(error):
+            return IotInvokeError("the proxy refused its credentials (HTTP 407): check HTTPS_PROXY's user and password",
+                                  EX_CONFIG, hop, reason="proxy-auth")
+        return _Retryable("the proxy could not open a tunnel to %s: %s" % (host, text), EX_TEMPFAIL, hop,
+                          reason="proxy-failed")
+    inner: BaseException | None = error
+    while inner is not None and not isinstance(inner, socket.gaierror):
+        inner = inner.__cause__ or inner.__context__
+    if inner is not None or type(error).__name__ == "NameResolutionError":
+        return _Retryable("cannot resolve %s: %s" % (host, text), EX_TEMPFAIL, hop, reason="dns-failed")
+    if "timed out" in str(error).lower() or isinstance(error, socket.timeout):
+        return _Retryable("connecting to %s timed out" % host, EX_TEMPFAIL, hop, reason="connect-timeout")
+    if "SSL" in type(error).__name__ or "ssl" in type(error).__module__:
+        return _Retryable("the TLS handshake with %s failed: %s" % (host, text), EX_TEMPFAIL, hop,
+                          reason="tls-interrupted")
+    return _Retryable("cannot connect to %s: %s" % (host, text), EX_TEMPFAIL, hop, reason="connect-failed")
+
+
+def _certificate_refused(hop: str, text: str) -> IotInvokeError:
+    return IotInvokeError(
+        "the credentials provider refused the device certificate during the TLS handshake (not registered "
+        "with AWS IoT, inactive, expired, or signed by an unknown CA): %s" % _short(text),
+        EX_NOPERM, hop, reason="certificate-refused")
+
+
+def _exchange_error(hop: str, url: str, error: BaseException, mutual: bool, may_run: bool, expired: bool,
+                    deadline_s: float | None) -> IotInvokeError:
+    """A failure after the request may have gone out (urllib3 raises the same errors, ProxyError and
+    SSLError included, for a connection torn before or after the server acted on it)."""
+    if mutual and any("ALERT_" + alert in str(error).upper() for alert in _CERTIFICATE_ALERTS):
+        return _certificate_refused(hop, str(error))  # TLS 1.3: the refusal arrives with the first read
+    if expired:
+        what, reason = "no complete answer within %.0f s" % (deadline_s or 0), "answer-deadline"
+    elif isinstance(error, _Truncated) or "IncompleteRead" in repr(error) or "ProtocolError" in type(error).__name__:
+        what, reason = "the answer was cut short (%s)" % _net_reason(error), "answer-truncated"
+    elif "timed out" in str(error).lower() or type(error).__name__ == "ReadTimeoutError":
+        what, reason = "no answer in time (%s)" % _net_reason(error), "answer-timeout"
+    else:
+        what, reason = "the connection failed (%s)" % _net_reason(error), "answer-lost"
+    if not may_run:
+        return _Retryable("%s from %s" % (what, url.split("?")[0]), EX_TEMPFAIL, hop, reason=reason)
+    return IotInvokeError(
+        "the invoke was sent but %s: the function may have run; not retried automatically" % what,
+        EX_IOERR, hop, reason=reason)
 
 
 # --- SigV4 signing (botocore's signer) ---------------------------------------------------------------
@@ -1032,15 +1405,17 @@ class Client:
                 url,
                 headers,
                 None,
-                config.credentials_timeout,
-                MAX_CREDENTIALS_RESPONSE_BYTES,
-                config.ca,
-                (config.cert, config.key),
+                read_timeout=config.credentials_timeout,
+                deadline_s=config.credentials_timeout,
+                max_bytes=MAX_CREDENTIALS_RESPONSE_BYTES,
+                ca=config.ca,
+                ca_source="[iot] ca" if config.ca else "",
+                client_cert=(config.cert, config.key),
             )
             self._note_server_time(response)
             if response.status == 200:
                 return _parse_iot_credentials(response.body, self.now())
-            raise _iot_error(response, config)
+            raise _aws_error(response, "iot", None, config)
 
         return self._retrying("iot", attempt)
 
@@ -1085,29 +1460,34 @@ class Client:
             params.append(("ExternalId", env.external_id))
         return env.sts_endpoint + "/", urlencode(params).encode()
 
-    def _assume_role_once(self, env: Environment, url: str, body: bytes, source: Credentials) -> Credentials:
+    def _sts_call(self, env: Environment, url: str, body: bytes, creds: Credentials) -> _Response:
+        """One signed STS Query API request; an error answer raises its decided error."""
         headers = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8", "User-Agent": USER_AGENT}
-        signed = _signed_headers("POST", url, headers, body, source, "sts", env.region, self.now())
+        signed = _signed_headers("POST", url, headers, body, creds, "sts", env.region, self.now())
         self.requests["sts"] += 1
         response = self._transport.send(
-            "sts", "POST", url, signed, body, self.config.credentials_timeout, MAX_CREDENTIALS_RESPONSE_BYTES, env.ca_bundle
+            "sts",
+            "POST",
+            url,
+            signed,
+            body,
+            read_timeout=self.config.credentials_timeout,
+            deadline_s=self.config.credentials_timeout,
+            max_bytes=MAX_CREDENTIALS_RESPONSE_BYTES,
+            ca=env.ca_bundle,
+            ca_source=env.ca_bundle_source,
         )
         self._note_server_time(response)
-        if response.status == 200:
-            return _parse_assume_role(response.body, self.now())
-        raise _sts_error(response, env)
+        if response.status != 200:
+            raise _aws_error(response, "sts", env, self.config)
+        return response
+
+    def _assume_role_once(self, env: Environment, url: str, body: bytes, source: Credentials) -> Credentials:
+        return _parse_assume_role(self._sts_call(env, url, body, source).body, self.now())
 
     def caller_identity(self, env: Environment, creds: Credentials) -> str:
         """The ARN STS sees for creds (GetCallerIdentity needs no permission): for the doctor."""
-        url = env.sts_endpoint + "/"
-        body = b"Action=GetCallerIdentity&Version=2011-06-15"
-        headers = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8", "User-Agent": USER_AGENT}
-        signed = _signed_headers("POST", url, headers, body, creds, "sts", env.region, self.now())
-        response = self._transport.send(
-            "sts", "POST", url, signed, body, self.config.credentials_timeout, MAX_CREDENTIALS_RESPONSE_BYTES, env.ca_bundle
-        )
-        if response.status != 200:
-            raise _sts_error(response, env)
+        response = self._sts_call(env, env.sts_endpoint + "/", b"Action=GetCallerIdentity&Version=2011-06-15", creds)
         arn = _xml_text(_xml_root(response.body, "sts", 200), "GetCallerIdentityResult", "Arn")
         if not arn:
             raise IotInvokeError("the GetCallerIdentity answer has no Arn", EX_PROTOCOL, "sts", 200)
@@ -1211,15 +1591,16 @@ class Client:
             read_timeout = self.config.read_timeout or (
                 INVOKE_READ_TIMEOUT_S if invocation_type == "RequestResponse" else ASYNC_READ_TIMEOUT_S
             )
-        # Nothing runs on a DryRun, so losing its answer is harmless and it may be retried.
-        idempotent = invocation_type == "DryRun"
+        # Nothing runs on a DryRun, so losing its answer is harmless and it may be retried; so may an
+        # invoke of a function its owner declared idempotent.
+        may_run = invocation_type != "DryRun" and not env.idempotent
         creds = self.credentials(name)
         refreshed = False
         corrected = False
         while True:
             try:
                 return self._retrying(
-                    "lambda", lambda: self._invoke_once(env, url, headers, payload, creds, read_timeout, idempotent)
+                    "lambda", lambda: self._invoke_once(env, url, headers, payload, creds, read_timeout, may_run)
                 )
             except _BadCredentials:
                 if refreshed:
@@ -1241,7 +1622,7 @@ class Client:
         payload: bytes,
         creds: Credentials,
         read_timeout: float,
-        idempotent: bool,
+        may_run: bool,
     ) -> InvokeResult:
         signed = _signed_headers("POST", url, headers, payload, creds, "lambda", env.region, self.now())
         self.requests["lambda"] += 1
@@ -1251,17 +1632,14 @@ class Client:
             url,
             signed,
             payload,
-            read_timeout,
-            MAX_INVOKE_RESPONSE_BYTES,
-            env.ca_bundle,
-            idempotent=idempotent,
+            read_timeout=read_timeout,
+            max_bytes=MAX_INVOKE_RESPONSE_BYTES,
+            ca=env.ca_bundle,
+            ca_source=env.ca_bundle_source,
+            may_run=may_run,
         )
         if response.status in (200, 202, 204):
-            log_result = response.headers.get("X-Amz-Log-Result")
-            if log_result:
-                import base64
-
-                log_result = base64.b64decode(log_result).decode("utf-8", "replace")
+            log_result = _log_tail(response.headers.get("X-Amz-Log-Result"))
             return InvokeResult(
                 response.status,
                 response.body,
@@ -1271,7 +1649,7 @@ class Client:
                 response.headers.get("x-amzn-RequestId"),
             )
         self._note_server_time(response)
-        raise _lambda_error(response, env)
+        raise _aws_error(response, "lambda", env, self.config, headers["X-Amz-Invocation-Type"])
 
 
 def _cache_folder(config: Config) -> str | None:
@@ -1367,13 +1745,12 @@ def _parse_assume_role(body: bytes, now: float) -> Credentials:
     return creds
 
 
-def _aws_error_fields(response: _Response, hop: str) -> tuple[str | None, str, str | None]:
-    """(code, message, request id) from a JSON (IoT, Lambda) or XML (STS) error answer."""
+def _aws_error_fields(response: _Response, hop: str) -> tuple[str | None, str, str | None, str | None]:
+    """(code, message, request id, throttle reason) from a JSON (IoT, Lambda) or XML (STS) error answer."""
     request_id = response.headers.get("x-amzn-RequestId")
     code = response.headers.get("x-amzn-ErrorType")
-    if code:
-        code = code.split(":", 1)[0].rsplit("#", 1)[-1]
     message = ""
+    throttle = None
     body = response.body[:65536]
     if body.lstrip().startswith(b"<"):
         try:
@@ -1394,116 +1771,138 @@ def _aws_error_fields(response: _Response, hop: str) -> tuple[str | None, str, s
         if isinstance(document, dict):
             message = str(document.get("message") or document.get("Message") or "")
             code = code or document.get("code") or document.get("Code") or document.get("__type")
-    return (str(code) if code else None), _short(message), request_id
+            throttle = document.get("Reason")
+    if code:
+        # botocore's rule: "Code:http://internal..." and "namespace#Code" both mean Code.
+        code = _short(str(code).split(":", 1)[0].rsplit("#", 1)[-1], 100)
+    if hop == "iot":
+        lowered = message.lower()
+        code = next((c for marker, c in _IOT_MESSAGES if marker in lowered), None) or (
+            "Throttling" if response.status == 429 else code)
+    return code or None, _short(message), request_id and _short(request_id, 100), (
+        throttle if isinstance(throttle, str) else None)
 
 
 def _retry_after(response: _Response) -> float | None:
+    import math
+
     value = response.headers.get("Retry-After")
     try:
-        return min(float(value), RETRY_BUDGET_S) if value else None
+        seconds = float(value) if value else None
     except ValueError:
         return None
+    return min(seconds, RETRY_BUDGET_S) if seconds is not None and seconds >= 0 and math.isfinite(seconds) else None
 
 
-def _common_error(response: _Response, hop: str, code: str | None, message: str, request_id: str | None) -> IotInvokeError | None:
-    """The errors every hop shares: throttling, server errors, bad tokens, clock skew."""
+# Where a reason needs more than AWS's own message: what it means and what to do. {alias}, {thing},
+# {role}, {function} and {region} come from the configuration.
+_EXPLANATIONS = {
+    "thing-not-attached": "thing_name {thing!r} is not attached to this certificate",
+    "certificate-inactive": "the certificate is not active with AWS IoT in this account and region (inactive, "
+    "revoked, or registered elsewhere)",
+    "iot-policy-denied": "the certificate may not assume role alias {alias!r} (does its IoT policy allow "
+    "iot:AssumeRoleWithCertificate on the alias?)",
+    "role-alias-not-found": "role alias {alias!r} does not exist (check role_alias, and that endpoint is the "
+    "iot:CredentialProvider endpoint of the right account and region)",
+    "role-not-assumable": "the role behind role alias {alias!r} cannot be assumed (it does not exist, or its trust "
+    "policy does not name credentials.iot.amazonaws.com)",
+    "duration-exceeds-role-max": "role alias {alias!r} asks for longer credentials than its role's MaxSessionDuration",
+    "assume-role-denied": "AssumeRole into {role} was denied: the role's trust policy must name the IoT role (with "
+    "the external_id, if it has a condition) and the IoT role must be allowed sts:AssumeRole on it",
+    "sts-region-disabled": "STS is not activated in {region} for the account: an administrator activates it in "
+    "the IAM account settings",
+    "function-not-found": "function not found",
+    "function-not-ready": "the function is not ready (Pending, Inactive or being updated); it becomes Active by itself",
+    "snapstart-not-ready": "the function's SnapStart snapshot is still being created",
+    "vpc-not-ready": "the function's VPC connection is not available yet",
+    "lambda-service-error": "Lambda failed after accepting the invoke: the function may have run",
+    "lambda-server-error": "Lambda answered with a server error: the function may have run",
+    "efs-io": "the function's file system failed while it ran: the function may have run",
+    "payload-rejected": "Lambda refused the payload",
+    "payload-too-large": "Lambda refused the payload as too large",
+    "throttled": "throttled",
+    "server-error": "AWS server error",
+    "token-expired": "the credentials were refused as expired",
+    "token-invalid": "the credentials were refused as invalid",
+    "signature-mismatch": "AWS refused the request signature",
+    "clock-skew": "AWS refused the request time (is the clock right?)",
+}
+
+
+def _aws_error(
+    response: _Response, hop: str, env: Environment | None, config: Config, invocation_type: str = "RequestResponse"
+) -> IotInvokeError:
+    """The error for an AWS error answer of any hop, decided by _ERROR_TABLE (see there)."""
+    code, message, request_id, throttle = _aws_error_fields(response, hop)
     status = response.status
-    kw: dict[str, Any] = {"hop": hop, "status": status, "code": code, "request_id": request_id}
-    if status == 429 or code in ("Throttling", "ThrottlingException", "TooManyRequestsException", "EC2ThrottledException"):
-        return _Retryable("throttled: " + (message or "rate exceeded"), EX_TEMPFAIL, retry_after=_retry_after(response), **kw)
-    if status >= 500:
-        return _Retryable("AWS server error: " + (message or "no detail"), EX_TEMPFAIL, retry_after=_retry_after(response), **kw)
+    exit_code, reason, resend = _decide(hop, status, code)
+    if reason == "throttled" and throttle in _THROTTLE_REASONS:
+        reason = _THROTTLE_REASONS[throttle]
+    retry_after = _retry_after(response)
+    if reason == "reserved-concurrency-limit" and retry_after is None:
+        retry_after = RESERVED_THROTTLE_WAIT_S
+    kw: dict[str, Any] = {"hop": hop, "status": status, "code": code, "request_id": request_id, "reason": reason}
     if code in _SKEW_CODES and any(marker in message for marker in _SKEW_MARKERS):
         return _ClockSkew(
-            "AWS refused the request time (is the clock right?): " + message,
+            _EXPLANATIONS["clock-skew"] + ": " + message,
             EX_NOPERM,
             server_time=_http_date(response.headers.get("Date")),
-            **kw,
+            **dict(kw, reason="clock-skew"),
         )
-    if code in _BAD_TOKEN_CODES:
-        return _BadCredentials("the credentials were refused: " + (message or code or ""), EX_NOPERM, **kw)
-    return None
-
-
-def _iot_error(response: _Response, config: Config) -> IotInvokeError:
-    code, message, request_id = _aws_error_fields(response, "iot")
-    common = _common_error(response, "iot", code, message, request_id)
-    if common is not None:
-        return common
-    status = response.status
-    kw: dict[str, Any] = {"hop": "iot", "status": status, "code": code, "request_id": request_id}
-    if status == 403:
-        if "certificate is invalid" in message.lower():
-            return IotInvokeError(
-                "the certificate is not active with AWS IoT in this account and region (inactive, revoked, "
-                "or registered elsewhere): " + message,
-                EX_NOPERM,
-                **kw,
-            )
-        if "thing name" in message.lower():
-            return IotInvokeError(
-                "thing_name %r is not attached to this certificate: %s" % (config.thing_name, message), EX_NOPERM, **kw
-            )
-        return IotInvokeError(
-            "the certificate may not assume role alias %r (is it active, and does its IoT policy allow "
-            "iot:AssumeRoleWithCertificate on the alias?): %s" % (config.role_alias, message or "Access Denied"),
-            EX_NOPERM,
-            **kw,
-        )
-    if status == 404:
-        return IotInvokeError(
-            "role alias %r does not exist (check role_alias, and that endpoint is the iot:CredentialProvider "
-            "endpoint of the right account and region): %s" % (config.role_alias, message),
-            EX_UNAVAILABLE,
-            **kw,
-        )
-    if 400 <= status < 500:
-        return IotInvokeError("the credentials provider refused: " + (message or "no detail"), EX_UNAVAILABLE, **kw)
-    return IotInvokeError("unexpected answer from the credentials provider", EX_PROTOCOL, **kw)
-
-
-def _sts_error(response: _Response, env: Environment) -> IotInvokeError:
-    code, message, request_id = _aws_error_fields(response, "sts")
-    common = _common_error(response, "sts", code, message, request_id)
-    if common is not None:
-        return common
-    status = response.status
-    kw: dict[str, Any] = {"hop": "sts", "status": status, "code": code, "request_id": request_id}
-    if code == "AccessDenied":
-        return IotInvokeError(
-            "AssumeRole into %s was denied: the role's trust policy must name the IoT role (with the "
-            "external_id, if it has a condition) and the IoT role must be allowed sts:AssumeRole on it: %s"
-            % (env.role_arn, message),
-            EX_NOPERM,
-            **kw,
-        )
-    if status in (401, 403):
-        return IotInvokeError("STS refused the request: " + (message or code or "denied"), EX_NOPERM, **kw)
-    if 400 <= status < 500 and code:
-        return IotInvokeError("STS refused AssumeRole: " + (message or code), EX_UNAVAILABLE, **kw)
-    return IotInvokeError("unexpected answer from STS", EX_PROTOCOL, **kw)
-
-
-def _lambda_error(response: _Response, env: Environment) -> IotInvokeError:
-    code, message, request_id = _aws_error_fields(response, "lambda")
-    common = _common_error(response, "lambda", code, message, request_id)
-    if common is not None:
-        return common
-    status = response.status
-    kw: dict[str, Any] = {"hop": "lambda", "status": status, "code": code, "request_id": request_id}
-    if status == 413 or code in ("RequestTooLargeException", "RequestEntityTooLargeException"):
-        return IotInvokeError("Lambda refused the payload as too large: " + message, EX_DATAERR, **kw)
-    if status == 403 or code == "AccessDeniedException":
-        if env.direct:
-            hint = "the function's resource policy must allow the IoT role, and the IoT role lambda:InvokeFunction"
+    if reason in _BAD_TOKEN_REASONS:
+        return _BadCredentials(_EXPLANATIONS[reason] + ": " + (message or str(code)), EX_NOPERM, **kw)
+    explanation = _EXPLANATIONS.get(reason)
+    if reason == "invoke-denied" and env is not None:
+        if "cross-account log" in message.lower():
+            kw["reason"] = "cross-account-log"
+            explanation = "Lambda returns no log tail across accounts"
+        elif env.direct:
+            explanation = ("invoke of {function} was denied (the function's resource policy must allow the IoT role, "
+                           "and the IoT role lambda:InvokeFunction)")
         else:
-            hint = "the role %s must be allowed lambda:InvokeFunction on the function" % env.role_arn
-        return IotInvokeError("invoke of %s was denied (%s): %s" % (env.function, hint, message), EX_NOPERM, **kw)
-    if status == 404 or code == "ResourceNotFoundException":
-        return IotInvokeError("function not found: %s" % (message or env.function), EX_UNAVAILABLE, **kw)
-    if 400 <= status < 500 and code:
-        return IotInvokeError("Lambda refused the invoke: " + (message or code), EX_UNAVAILABLE, **kw)
-    return IotInvokeError("unexpected answer from Lambda", EX_PROTOCOL, **kw)
+            explanation = "invoke of {function} was denied (the role {role} must be allowed lambda:InvokeFunction on it)"
+    elif explanation is None and hop == "lambda" and code is not None and (hop, code) in _ERROR_TABLE:
+        # A set-up failure of the function before its code ran: say whose it is to fix.
+        explanation = ("Lambda could not start the function (%s): %s" % (
+            reason, "it clears by itself" if resend else "only the function's owner can fix this"))
+    if explanation is None:
+        explanation = {"iot": "the credentials provider refused", "sts": "STS refused AssumeRole",
+                       "lambda": "Lambda refused the invoke"}[hop]
+        if exit_code == EX_PROTOCOL:
+            explanation = "unexpected answer from " + {"iot": "the credentials provider", "sts": "STS",
+                                                       "lambda": "Lambda"}[hop]
+    text = explanation.format(
+        alias=config.role_alias,
+        thing=config.thing_name,
+        role=env.role_arn if env else None,
+        function=env.function if env else None,
+        region=env.region if env else config.region,
+    )
+    if message.lower().startswith(text.lower()):
+        text += message[len(text):]  # AWS said the same, with detail: "Function not found: arn:..."
+    elif message and message not in text:
+        text += ": " + message
+    if hop == "lambda" and exit_code == EX_IOERR:
+        if invocation_type == "DryRun" or (env is not None and env.idempotent):
+            # Nothing ran (DryRun), or the caller declared that running twice is harmless.
+            return _Retryable(text, EX_TEMPFAIL, retry_after=retry_after, **kw)
+        text += "; not retried automatically"
+    if resend or exit_code == EX_TEMPFAIL:
+        return _Retryable(text, exit_code, retry_after=retry_after, **kw)
+    return IotInvokeError(text, exit_code, retry_after=retry_after, **kw)
+
+
+def _log_tail(value: str | None) -> str | None:
+    """X-Amz-Log-Result decoded; the function has run, so a garbled value must not lose its answer."""
+    if not value:
+        return None
+    import base64
+    import binascii
+
+    try:
+        return base64.b64decode(value[: MAX_LOG_TAIL_BYTES * 2], validate=True).decode("utf-8", "replace")
+    except (binascii.Error, ValueError):
+        return "(the log tail sent by Lambda is not valid base64)\n"
 
 
 # --- Small helpers -----------------------------------------------------------------------------------
