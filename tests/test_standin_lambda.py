@@ -467,3 +467,93 @@ def test_functions_added_by_a_test_are_served(aws: StandIn, aws_client: TestClie
     _allow(aws, monkeypatch, f"{ROLE}/iotinvoke-dev", added.arn)
     reply = aws_client.invoke(dev, added.arn, {"x": 1})
     assert reply.json()["function"] == added.arn
+
+
+# -- the "error" fault: every modelled Invoke error, before or after the run ------------------------
+
+def _model_errors() -> list[tuple[str, int, bool, list[str]]]:
+    """(code, status, sender fault, members) of each Invoke error in the installed botocore model,
+    read here independently of the stand-in's own reading."""
+    from botocore.loaders import Loader
+
+    model = Loader().load_service_model("lambda", "service-2")
+    rows = []
+    for ref in model["operations"]["Invoke"]["errors"]:
+        shape = model["shapes"][ref["shape"]]
+        rows.append(((shape["error"].get("code") or ref["shape"]), shape["error"]["httpStatusCode"],
+                     bool(shape["error"].get("senderFault")), list(shape["members"])))
+    return rows
+
+
+MODEL_ERRORS = _model_errors()
+
+
+def test_the_model_lists_the_errors_the_issue_names() -> None:
+    # A guard on the parametrization below: an empty or foreign model would make it pass vacuously.
+    codes = {code for code, *_ in MODEL_ERRORS}
+    assert {"TooManyRequestsException", "ServiceException", "ResourceConflictException",
+            "KMSAccessDeniedException", "EFSMountFailureException"} <= codes
+
+
+@pytest.mark.parametrize("code, status, sender, members", MODEL_ERRORS, ids=[row[0] for row in MODEL_ERRORS])
+def test_error_fault_answers_each_modelled_error_with_its_wire_shape(
+        aws: StandIn, aws_client: TestClient, dev: Creds, code: str, status: int, sender: bool,
+        members: list[str]) -> None:
+    before = len(aws.invocations)
+    aws.fault("lambda", "error", code=code, message="injected")
+    reply = aws_client.invoke(dev, ADC, {"n": 1})
+    assert (reply.status, reply.error_code) == (status, code)
+    assert (reply.header("x-amzn-ErrorType") or "").startswith(code + ":")
+    assert reply.header("x-amzn-RequestId")
+    body = reply.json()
+    assert body["Type"] == ("User" if sender else "Service")
+    text_member = "message" if "message" in members else "Message"
+    assert body[text_member] == "injected"
+    assert set(body) <= set(members), "only members the model declares"
+    assert (reply.header("Retry-After") is not None) == (status == 429)
+    assert len(aws.invocations) == before, "answered before the function ran"
+    # botocore itself parses the answer into the same modelled error.
+    from botocore.loaders import Loader
+    from botocore.model import ServiceModel
+    from botocore.parsers import create_parser
+
+    model = ServiceModel(Loader().load_service_model("lambda", "service-2"))
+    parsed = create_parser("rest-json").parse(
+        {"status_code": reply.status, "headers": {k.lower(): v for k, v in reply.headers.items()}, "body": reply.body},
+        model.operation_model("Invoke").output_shape)
+    assert parsed["Error"]["Code"] == code
+
+
+def test_error_fault_after_the_run_records_the_execution(aws: StandIn, aws_client: TestClient, dev: Creds) -> None:
+    before = len(aws.invocations)
+    aws.fault("lambda", "error", code="ServiceException", after_run=True)
+    reply = aws_client.invoke(dev, ADC, {"ran": "once"})
+    assert (reply.status, reply.error_code) == (500, "ServiceException")
+    assert [i["event"] for i in aws.invocations[before:]] == [{"ran": "once"}]
+    assert aws_client.invoke(dev, ADC, {}).status == 200, "one request only"
+
+
+def test_error_fault_throttle_reason_and_retry_after(aws: StandIn, aws_client: TestClient, dev: Creds) -> None:
+    aws.fault("lambda", "error", code="TooManyRequestsException",
+              reason="ReservedFunctionConcurrentInvocationLimitExceeded", retry_after=7)
+    reply = aws_client.invoke(dev, ADC, {})
+    assert (reply.status, reply.header("Retry-After")) == (429, "7")
+    assert reply.json()["Reason"] == "ReservedFunctionConcurrentInvocationLimitExceeded"
+
+
+def test_error_fault_unmodelled_code_needs_a_status(aws: StandIn, aws_client: TestClient, dev: Creds) -> None:
+    with pytest.raises(ValueError, match="give its status"):
+        aws.fault("lambda", "error", code="FutureException")
+    aws.fault("lambda", "error", code="FutureException", status=503)
+    reply = aws_client.invoke(dev, ADC, {})
+    assert (reply.status, reply.error_code, reply.json()["Type"]) == (503, "FutureException", "Service")
+
+
+def test_error_fault_on_sts_and_iot(aws: StandIn, aws_client: TestClient, dev: Creds) -> None:
+    aws.fault("iot", "error", status=403, message="Access Denied")
+    reply = aws_client.iot()
+    assert (reply.status, reply.json()) == (403, {"message": "Access Denied"})
+    device = aws_client.device_creds()
+    aws.fault("sts", "error", code="RegionDisabledException", status=403)
+    reply = aws_client.sts(device, {"Action": "GetCallerIdentity"})
+    assert (reply.status, reply.error_code) == (403, "RegionDisabledException")

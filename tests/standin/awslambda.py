@@ -12,7 +12,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import functools
 import re
+from dataclasses import dataclass
 from typing import Any, Callable, Final
 from urllib.parse import parse_qsl, unquote
 
@@ -23,7 +25,7 @@ from .httpbase import Fault, Request, Response, canned_response
 from .runtime import ClientContext, FunctionRuntime
 from .world import Function, World
 
-__all__ = ["LambdaApp", "LAMBDA_WINDOW_S", "MAX_SYNC_REQUEST_BYTES", "MAX_EVENT_REQUEST_BYTES"]
+__all__ = ["LambdaApp", "ModelledError", "invoke_errors", "LAMBDA_WINDOW_S", "MAX_SYNC_REQUEST_BYTES", "MAX_EVENT_REQUEST_BYTES"]
 
 LAMBDA_WINDOW_S: Final = 300            # Lambda accepts requests signed up to 5 minutes off
 MAX_SYNC_REQUEST_BYTES: Final = 6291456  # 6 MiB, "Request must be smaller than 6291456 bytes"
@@ -55,6 +57,55 @@ class _LambdaError(Exception):
         super().__init__(code)
         self.status, self.code, self.body, self.namespace = status, code, body, namespace
         self.headers = headers or []
+
+
+@dataclass(frozen=True)
+class ModelledError:
+    """One error shape of Invoke in botocore's Lambda model."""
+
+    code: str                # the wire code (x-amzn-ErrorType): the shape's error.code, else its name
+    status: int              # error.httpStatusCode
+    sender_fault: bool       # error.senderFault: the caller's side ("Type": "User")
+    members: tuple[str, ...]
+
+
+@functools.lru_cache(maxsize=None)
+def invoke_errors() -> dict[str, ModelledError]:
+    """Invoke's modelled errors, from the installed botocore (its lambda/2015-03-31/service-2.json),
+    so that the stand-in answers each with the status and body members AWS's model gives it."""
+    from botocore.loaders import Loader
+
+    model = Loader().load_service_model("lambda", "service-2")
+    errors: dict[str, ModelledError] = {}
+    for ref in model["operations"]["Invoke"].get("errors", []):
+        shape = model["shapes"][ref["shape"]]
+        error = shape.get("error") or {}
+        code = error.get("code") or ref["shape"]
+        errors[code] = ModelledError(code, int(error.get("httpStatusCode", 400)), bool(error.get("senderFault")),
+                                     tuple(shape.get("members", {})))
+    return errors
+
+
+def modelled_error(params: dict[str, Any]) -> _LambdaError:
+    """The "error" fault's answer: ``code`` (a modelled Invoke error, or any code with ``status``),
+    optional ``status``, ``message``, ``reason`` (TooManyRequestsException's Reason), ``retry_after``
+    (its Retry-After header, default 1) and ``type`` ("User" or "Service", default from the model)."""
+    code = str(params["code"])
+    shape = invoke_errors().get(code)
+    if shape is None and "status" not in params:
+        raise ValueError(f"{code} is not an Invoke error in the installed botocore model: give its status")
+    status = int(params.get("status", shape.status if shape else 500))
+    members = shape.members if shape else ("Type", "message")
+    body: dict[str, Any] = {"Type": params.get("type") or ("User" if (shape.sender_fault if shape else status < 500)
+                                                             else "Service")}
+    # Each shape spells its text member as the model does: "message" or "Message".
+    body["message" if "message" in members else "Message"] = str(params.get("message", f"{code} (stand-in)"))
+    if params.get("reason") is not None:
+        body["Reason"] = str(params["reason"])
+    headers: list[tuple[str, str]] = []
+    if status == 429 or code == "TooManyRequestsException":
+        headers.append(("Retry-After", str(params.get("retry_after", 1))))
+    return _LambdaError(status, code, body, _LAMBDA_NS, headers)
 
 
 def _user_error(status: int, code: str, message: str) -> _LambdaError:
@@ -96,6 +147,8 @@ class LambdaApp:
                 int(fault.params.get("status", 500)), "ServiceException",
                 {"Type": "Service", "Message": "The service encountered an internal error. Please try again."},
                 _LAMBDA_NS))
+        if fault.kind == "error":
+            return error_response(request, modelled_error(fault.params))
         return canned_response(fault)
 
     # -- request handling ----------------------------------------------------------------------

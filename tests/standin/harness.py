@@ -148,7 +148,16 @@ class StandIn:
     # -- switches ----------------------------------------------------------------------------------
 
     def fault(self, hop: str, kind: str, count: int = 1, **params: Any) -> None:
-        """Apply a fault to the next ``count`` requests of ``hop`` (see httpbase.FAULT_KINDS)."""
+        """Apply a fault to the next ``count`` requests of ``hop`` (see httpbase.FAULT_KINDS).
+
+        "error" answers with an AWS error: on lambda a modelled Invoke error (``code``, optional
+        ``status``, ``message``, ``reason``, ``retry_after``; see awslambda.modelled_error), before
+        the function runs, or after it ran with ``after_run=True``; on sts ``code``/``status``/
+        ``message``; on iot ``status``/``message`` (the credentials provider sends no code)."""
+        if kind == "error" and hop == "lambda":
+            from .awslambda import modelled_error
+
+            modelled_error(params)  # a bad code or parameter fails here, in the test, not in a server thread
         self._hop(hop).set_fault(kind, count, params)
 
     def clear_faults(self) -> None:

@@ -23,7 +23,7 @@ from typing import Any, Callable, Final, Protocol
 
 __all__ = ["App", "FAULT_KINDS", "Fault", "Hop", "Request", "Response", "TlsServer", "canned_response", "require_sni"]
 
-FAULT_KINDS: Final = frozenset({"throttle", "5xx", "drop_before", "drop_after", "delay", "respond"})
+FAULT_KINDS: Final = frozenset({"throttle", "5xx", "error", "drop_before", "drop_after", "delay", "respond"})
 
 HANDSHAKE_TIMEOUT_S: Final = 10.0
 # Idle keep-alive connections are closed after this long, as load balancers in front of AWS do
@@ -218,7 +218,13 @@ class _Handler(BaseHTTPRequestHandler):
             received_at=self.server.clock(),
             peer_cert_der=self.request.getpeercert(binary_form=True),
         )
-        if fault is not None and fault.kind in ("throttle", "5xx", "respond"):
+        if fault is not None and fault.kind == "error" and fault.params.get("after_run"):
+            # The request is processed (the function runs and is recorded), then its answer is
+            # replaced by the error: what a failure during or after the run looks like.
+            self.server.app.handle(request)
+            self._send(self.server.app.fault_response(fault, request))
+            return
+        if fault is not None and fault.kind in ("throttle", "5xx", "error", "respond"):
             self._send(self.server.app.fault_response(fault, request))
             return
         response = self.server.app.handle(request)

@@ -117,6 +117,9 @@ class IotApp:
             return _error(request, 429, "Rate exceeded")
         if fault.kind == "5xx":
             return _error(request, int(fault.params.get("status", 500)), "Internal Server Error")
+        if fault.kind == "error":
+            # The credentials provider's errors carry only a message (no code), e.g. 403 "Access Denied".
+            return _error(request, int(fault.params["status"]), str(fault.params["message"]))
         return canned_response(fault)
 
 

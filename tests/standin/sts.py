@@ -56,6 +56,10 @@ class StsApp:
         if fault.kind == "5xx":
             return error_response(request, int(fault.params.get("status", 500)), "InternalFailure",
                                   "An internal error has occurred", sender=False)
+        if fault.kind == "error":
+            status = int(fault.params.get("status", 400))
+            return error_response(request, status, str(fault.params["code"]),
+                                  str(fault.params.get("message", "injected by the stand-in")), sender=status < 500)
         return canned_response(fault)
 
     # -- request handling ----------------------------------------------------------------------
