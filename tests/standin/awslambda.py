@@ -89,7 +89,7 @@ def invoke_errors() -> dict[str, ModelledError]:
 def modelled_error(params: dict[str, Any]) -> _LambdaError:
     """The "error" fault's answer: ``code`` (a modelled Invoke error, or any code with ``status``),
     optional ``status``, ``message``, ``reason`` (TooManyRequestsException's Reason), ``retry_after``
-    (its Retry-After header, default 1) and ``type`` ("User" or "Service", default from the model)."""
+    (its Retry-After header, default 1; None: no header) and ``type`` ("User" or "Service", default from the model)."""
     code = str(params["code"])
     shape = invoke_errors().get(code)
     if shape is None and "status" not in params:
@@ -103,8 +103,8 @@ def modelled_error(params: dict[str, Any]) -> _LambdaError:
     if params.get("reason") is not None:
         body["Reason"] = str(params["reason"])
     headers: list[tuple[str, str]] = []
-    if status == 429 or code == "TooManyRequestsException":
-        headers.append(("Retry-After", str(params.get("retry_after", 1))))
+    if (status == 429 or code == "TooManyRequestsException") and params.get("retry_after", 1) is not None:
+        headers.append(("Retry-After", str(params.get("retry_after", 1))))  # retry_after=None: none sent
     return _LambdaError(status, code, body, _LAMBDA_NS, headers)
 
 
