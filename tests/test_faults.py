@@ -33,7 +33,8 @@ HOP_NAMES = {"iot": "1 IoT credentials provider", "sts": "2 STS AssumeRole", "la
 MATRIX = {
     **{(hop, fault): (0, 75) for hop in ("iot", "sts") for fault in FAULTS},
     ("lambda", "throttle"): (0, 75),
-    ("lambda", "5xx"): (0, 75),
+    # A Lambda 500 (ServiceException) may come after the function ran: never re-sent (issue 9).
+    ("lambda", "5xx"): (74, 74),
     ("lambda", "drop_before"): (74, 74),
     ("lambda", "drop_after"): (74, 74),
     ("lambda", "delay"): (74, 74),
@@ -54,6 +55,17 @@ SITUATIONS = [
     ("cache folder unusable (not ours, not 0700, a file)", "exit 0: the call runs uncached (test_cache)"),
     ("cache file system full or read-only", "exit 0: the call runs uncached"),
     ("garbled, oversized, empty, HTML or DTD-laden answers", "exit 76: one line naming the hop"),
+    # The hostile network of tests/hostile.py, through the CLI in tests/test_hostile.py.
+    ("HTTPS_PROXY tunnel cut after the invoke went out", "exit 74: the function ran once; never re-sent"),
+    ("TLS handshake cut (proxy or server) before the invoke went out", "exit 75 after 2-3 attempts: nothing ran"),
+    ("answer cut short (full Content-Length, half the body)",
+     "hops 1-2: retried, then exit 75; hop 3: exit 74, no partial payload printed"),
+    ("answer gzip-encoded (a 1.5 MB bomb expanding to 1.5 GB)", "exit 76 [answer-encoded], never decoded"),
+    ("credentials answer dripping 8 bytes/s", "exit 75 [answer-deadline] within credentials_timeout per attempt"),
+    ("endpoint given as an IP address", "works when the certificate names the IP; else exit 69 [tls-name-mismatch], "
+     "the device certificate not presented"),
+    ("each Lambda Invoke error in botocore's model (test_error_table)",
+     "as the exit-status table decides: re-sent only when it proves the function did not run"),
 ]
 
 

@@ -1,8 +1,6 @@
 """HTTPS_PROXY / NO_PROXY: all three hops through an HTTP CONNECT proxy, mutual TLS end to end."""
 from __future__ import annotations
 
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,75 +8,10 @@ import pytest
 
 import iotinvoke
 from cli import run
+from hostile import ConnectProxy
 from standin import StandIn
 
 SEED_ANSWER = b'{"statusCode": 200, "body": "\\"Hello from Lambda cross account test!\\""}'
-
-
-class ConnectProxy:
-    """A minimal HTTP CONNECT proxy on loopback that records the tunnels it opened."""
-
-    def __init__(self, require_auth: str | None = None) -> None:
-        self.tunnels: list[str] = []
-        self.refused: list[str] = []
-        self._auth = require_auth
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self.port = self._server.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._server.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._handle, args=(client,), daemon=True).start()
-
-    def _handle(self, client: socket.socket) -> None:
-        with client:
-            head = b""
-            while b"\r\n\r\n" not in head:
-                chunk = client.recv(4096)
-                if not chunk:
-                    return
-                head += chunk
-            request_line, *header_lines = head.decode("latin-1").split("\r\n")
-            method, target, _ = request_line.split(" ", 2)
-            headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in header_lines if line)}
-            if self._auth is not None and headers.get("proxy-authorization") != self._auth:
-                self.refused.append(target)
-                client.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
-                return
-            if method != "CONNECT":
-                client.sendall(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
-                return
-            host, _, port = target.rpartition(":")
-            self.tunnels.append(target)
-            with socket.create_connection((host, int(port))) as upstream:
-                client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                self._relay(client, upstream)
-
-    @staticmethod
-    def _relay(a: socket.socket, b: socket.socket) -> None:
-        def pump(src: socket.socket, dst: socket.socket) -> None:
-            try:
-                while data := src.recv(65536):
-                    dst.sendall(data)
-            except OSError:
-                pass
-            finally:
-                try:
-                    dst.shutdown(socket.SHUT_WR)
-                except OSError:
-                    pass
-
-        other = threading.Thread(target=pump, args=(b, a), daemon=True)
-        other.start()
-        pump(a, b)
-        other.join(30)
-
-    def close(self) -> None:
-        self._server.close()
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +55,9 @@ def test_proxy_credentials_are_sent_and_never_shown(aws: StandIn, tmp_path: Path
         assert len(server.tunnels) == 3 and server.refused == []
         wrong = f"http://edge:wrong@127.0.0.1:{server.port}"
         refused = run("dev", "{}", config=aws.config_path, cache=tmp_path / "b", env={"HTTPS_PROXY": wrong})
-        assert refused.code == 75 and "iot: cannot connect to" in refused.stderr and "wrong" not in refused.stderr
+        # A 407 is a configuration error (issue 9): exit 78, reason proxy-auth, the password never shown.
+        assert refused.code == 78 and refused.stderr.startswith("iotinvoke: iot: "), refused.stderr
+        assert refused.stderr.rstrip().endswith("[proxy-auth]") and "wrong" not in refused.stderr
     finally:
         server.close()
 

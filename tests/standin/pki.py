@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["DEVICE_CERTS", "Pki", "certificate_id", "load_or_create"]
+__all__ = ["DEVICE_CERTS", "Pki", "certificate_id", "issue_server_certificate", "load_or_create"]
 
 # Device certificates the harness hands out. "foreign" is signed by another CA and "expired"
 # is past its validity, so both fail the TLS handshake; the others differ only in the registry.
@@ -69,6 +69,29 @@ def load_or_create(workdir: Path) -> Pki:
     if not _is_valid(workdir, pki):
         _generate(workdir, pki)
     return pki
+
+
+def issue_server_certificate(workdir: Path, out: Path, *, dns: tuple[str, ...] = (), ips: tuple[str, ...] = (),
+                             valid_from: datetime.timedelta = -BACKDATE, valid_for: datetime.timedelta = LEAF_LIFETIME,
+                             issuer: str = "ca") -> tuple[Path, Path]:
+    """A server certificate and key, written to out.pem/out.key, signed by the stand-in's CA (issuer
+    "ca") or its foreign CA ("foreign"), with exactly the given SAN entries (none: no SAN at all) and
+    valid from now + valid_from for valid_for. For servers that must not look like the stand-in's:
+    no IP SAN, another host name, a certificate not yet valid or expired."""
+    issuer_cert = x509.load_pem_x509_certificate(
+        (workdir / ("ca.pem" if issuer == "ca" else "pki/foreign-ca.pem")).read_bytes())
+    issuer_key = serialization.load_pem_private_key(
+        (workdir / "pki" / ("ca.key" if issuer == "ca" else "foreign-ca.key")).read_bytes(), password=None)
+    assert isinstance(issuer_key, ec.EllipticCurvePrivateKey)
+    san: list[x509.GeneralName] = [x509.DNSName(name) for name in dns]
+    san += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
+    key = ec.generate_private_key(ec.SECP256R1())
+    start = _now() + valid_from
+    cert = _leaf(_name(dns[0] if dns else ips[0] if ips else "no name"), key, issuer_cert, issuer_key, start,
+                 start + valid_for, usage=ExtendedKeyUsageOID.SERVER_AUTH, san=san or None)
+    cert_path, key_path = out.with_suffix(".pem"), out.with_suffix(".key")
+    _write_pair(cert_path, cert, key_path, key)
+    return cert_path, key_path
 
 
 # -- private helpers ---------------------------------------------------------------------------

@@ -1,0 +1,567 @@
+"""Issue 9, end to end through the CLI: the exit status a C program can trust on a hostile network.
+
+Each test reproduces one observation of the issue with the kit in tests/hostile.py (a CONNECT
+proxy that cuts tunnels, a TLS man in the middle that drops, truncates, gzips, drips or hangs up
+during the handshake, server certificates with and without the IP SAN) and checks the documented
+exit status, the reason slug at the end of the one stderr line, and how often the function ran.
+It runs on both dependency sets (urllib3 1.26 and 2.x), and with IOTINVOKE_TEST_PYTHON on 3.9.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import iotinvoke
+from cli import PYTHON, SCRIPT, Run, environment, run
+from hostile import HOSTILE_SCRIPT, ConnectProxy, TlsFront, config_with, server_certificate
+from standin import StandIn
+
+SEED_ANSWER = b'{"statusCode": 200, "body": "\\"Hello from Lambda cross account test!\\""}'
+ATTEMPTS = 2           # max_attempts: a re-sent request is sent exactly this often
+CREDENTIALS_TIMEOUT = 1  # credentials_timeout: bounds the whole answer of hops 1 and 2
+PERSISTENT = 50
+SETTINGS = {"max_attempts": str(ATTEMPTS), "credentials_timeout": str(CREDENTIALS_TIMEOUT),
+            "connect_timeout": "2", "read_timeout": "5"}
+
+
+@pytest.fixture(scope="module")
+def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandIn]:
+    with StandIn(tmp_path_factory.mktemp("standin")) as stand_in:
+        yield stand_in
+
+
+@pytest.fixture(scope="module")
+def certs(aws: StandIn, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
+    """Server certificates for the man in the middle, all but "foreign" from the stand-in's CA."""
+    import datetime
+
+    folder = tmp_path_factory.mktemp("certs")
+    day = datetime.timedelta(days=1)
+    return {
+        "ip": server_certificate(aws.workdir, folder / "ip", dns=("localhost",), ips=("127.0.0.1",)),
+        "no-ip": server_certificate(aws.workdir, folder / "no-ip", dns=("localhost",)),
+        "wrong-name": server_certificate(aws.workdir, folder / "wrong", dns=("wrong.example",)),
+        "foreign": server_certificate(aws.workdir, folder / "foreign", dns=("localhost",), ips=("127.0.0.1",),
+                                      issuer="foreign"),
+        "not-yet-valid": server_certificate(aws.workdir, folder / "future", dns=("localhost",), ips=("127.0.0.1",),
+                                            valid_from=30 * day),
+        "expired": server_certificate(aws.workdir, folder / "expired", dns=("localhost",), ips=("127.0.0.1",),
+                                      valid_from=-30 * day, valid_for=day),
+    }
+
+
+@pytest.fixture
+def fresh(aws: StandIn) -> Iterator[StandIn]:
+    aws.clear_faults()
+    aws.reset_counts()
+    errors = len(aws.server_errors)
+    yield aws
+    aws.clear_faults()
+    assert aws.server_errors[errors:] == [], "the stand-in itself failed"
+
+
+@pytest.fixture
+def config(aws: StandIn) -> Iterator[Path]:
+    """The stand-in's configuration with the short timeouts of this file."""
+    path = config_with(aws.config_path, defaults=SETTINGS)
+    yield path
+    path.unlink()
+
+
+def front(aws: StandIn, hop: str, cert: tuple[Path, Path], **kwargs: Any) -> TlsFront:
+    """A man in the middle in front of one stand-in hop (hop 1 upstream with the device certificate)."""
+    if hop == "iot":
+        kwargs.setdefault("upstream_client_cert", aws.certs["device"])
+        kwargs.setdefault("client_ca", aws.ca_path)  # asks for (and records) the client's certificate
+    return TlsFront(aws.urls[hop], *cert, upstream_ca=aws.ca_path, **kwargs)
+
+
+def fronted(aws: StandIn, hop: str, url: str, **kwargs: Any) -> Path:
+    """The test configuration with one hop's endpoint replaced by url."""
+    return config_with(aws.config_path, defaults=SETTINGS, **{"lambda_" if hop == "lambda" else hop: url}, **kwargs)
+
+
+def warm(aws: StandIn, cache: Path) -> None:
+    """Cache both credentials (through the stand-in itself), so that a call goes to hop 3 directly."""
+    first = run("dev", "{}", config=aws.config_path, cache=cache)
+    assert (first.code, first.stdout) == (0, SEED_ANSWER), first.stderr
+    aws.reset_counts()
+
+
+def tags(result: Run) -> list[str]:
+    """The last [...] of the stderr line: [reason] or [reason; retry after N s]."""
+    match = re.search(r"\[([^\[\]]*)\]\s*$", result.stderr)
+    assert match is not None, f"no [reason] at the end of {result.stderr!r}"
+    return match.group(1).split("; ")
+
+
+def one_line(result: Run, hop: str) -> None:
+    assert result.stdout == b"", "nothing on stdout but a payload"
+    assert len(result.lines) == 1 and result.stderr.startswith(f"iotinvoke: {hop}: "), result.stderr
+
+
+def run_measured(tmp_path: Path, *args: str, **kwargs: Any) -> tuple[Run, int]:
+    """run() under hostile.py --maxrss: the result and the CLI's peak RSS in KiB."""
+    rss = tmp_path / f"rss-{time.monotonic_ns()}"
+    result = run(*args, wrapper=[sys.executable, str(HOSTILE_SCRIPT), "--maxrss", str(rss), "--"], **kwargs)
+    return result, int(rss.read_text())
+
+
+# --- proxies -----------------------------------------------------------------------------------------
+
+
+def test_proxy_tunnel_cut_after_the_invoke_went_out_is_74_with_one_run(fresh: StandIn, config: Path,
+                                                                       tmp_path: Path) -> None:
+    """Issue: through HTTPS_PROXY one call ran the function 3 times and exited 75."""
+    aws = fresh
+    warm(aws, tmp_path)
+    before = len(aws.invocations)
+    port = int(aws.urls["lambda"].rsplit(":", 1)[1])
+    with ConnectProxy(drop_answer_when=lambda: len(aws.invocations) > before, only_port=port) as proxy:
+        result = run("dev", '{"n": 1}', config=config, cache=tmp_path, env={"HTTPS_PROXY": proxy.url})
+        assert result.code == 74, result.stderr
+        one_line(result, "lambda")
+        assert "may have run" in result.stderr
+        assert (aws.count("lambda"), len(aws.invocations) - before) == (1, 1), "never re-sent"
+        assert len(proxy.dropped) == 1 and len(proxy.tunnels) == 1
+
+
+def test_proxy_tunnel_cut_during_the_handshake_is_75_and_nothing_ran(fresh: StandIn, config: Path,
+                                                                     tmp_path: Path) -> None:
+    aws = fresh
+    warm(aws, tmp_path)
+    before = len(aws.invocations)
+    port = int(aws.urls["lambda"].rsplit(":", 1)[1])
+    with ConnectProxy(drop_after_bytes=100, only_port=port) as proxy:   # part of the ClientHello
+        result = run("dev", "{}", config=config, cache=tmp_path, env={"HTTPS_PROXY": proxy.url})
+        assert result.code == 75, result.stderr
+        one_line(result, "lambda")
+        assert (aws.count("lambda"), len(aws.invocations) - before) == (0, 0)
+        assert len(proxy.tunnels) == ATTEMPTS, "nothing was sent: safe to try again"
+
+
+def test_proxy_refusing_its_credentials_is_78(fresh: StandIn, config: Path, tmp_path: Path) -> None:
+    with ConnectProxy(require_auth="Basic dXNlcjpwYXNz") as proxy:
+        result = run("dev", "{}", config=config, cache=tmp_path,
+                     env={"HTTPS_PROXY": f"http://user:n0tThePa55@127.0.0.1:{proxy.port}"})
+    assert result.code == 78, result.stderr
+    one_line(result, "iot")
+    assert tags(result) == ["proxy-auth"] and "n0tThePa55" not in result.stderr
+
+
+@pytest.mark.parametrize("value", ["http://user:S3cretPw@[::1", "ftp://user:S3cretPw@proxy:21",
+                                   "http://user:S3cretPw@proxy:notaport", "http://user:S3cretPw@:3128/path"])
+def test_malformed_https_proxy_is_78_and_never_echoed(fresh: StandIn, config: Path, tmp_path: Path,
+                                                      value: str) -> None:
+    result = run("dev", "{}", config=config, cache=tmp_path, env={"HTTPS_PROXY": value})
+    assert result.code == 78, result.stderr
+    assert len(result.lines) == 1 and tags(result) == ["proxy-invalid"]
+    assert "S3cretPw" not in result.stderr
+    assert fresh.count("iot") == 0
+
+
+# --- what a man in the middle does to the answer --------------------------------------------------------
+
+
+@pytest.mark.parametrize("hop", ["iot", "sts"])
+@pytest.mark.parametrize("close", ["fin", "notify"])
+def test_truncated_credentials_answer_is_retried_then_75(fresh: StandIn, certs: dict[str, tuple[Path, Path]],
+                                                        tmp_path: Path, hop: str, close: str) -> None:
+    aws = fresh
+    with front(aws, hop, certs["ip"], mode="truncate", truncate_close=close) as mitm:
+        result = run("dev", "{}", config=fronted(aws, hop, mitm.url()), cache=tmp_path)
+        assert result.code == 75, result.stderr
+        one_line(result, hop)
+        assert tags(result)[0] == "answer-truncated"
+        assert mitm.requests == ATTEMPTS
+    assert aws.count("lambda") == 0
+
+
+@pytest.mark.parametrize("hop", ["iot", "sts"])
+def test_truncated_credentials_answer_once_then_success(fresh: StandIn, certs: dict[str, tuple[Path, Path]],
+                                                       tmp_path: Path, hop: str) -> None:
+    aws = fresh
+    with front(aws, hop, certs["ip"], mode="truncate", faulty=1) as mitm:
+        result = run("dev", "{}", config=fronted(aws, hop, mitm.url()), cache=tmp_path)
+        assert (result.code, result.stdout, result.stderr) == (0, SEED_ANSWER, "")
+        assert mitm.requests == 2
+
+
+@pytest.mark.parametrize("close", ["fin", "notify"])
+def test_truncated_invoke_answer_is_74_and_no_payload(fresh: StandIn, certs: dict[str, tuple[Path, Path]],
+                                                     tmp_path: Path, close: str) -> None:
+    """Issue: a truncated answer exited 0 on urllib3 1.26, half the payload on stdout."""
+    aws = fresh
+    warm(aws, tmp_path)
+    before = len(aws.invocations)
+    with front(aws, "lambda", certs["ip"], mode="truncate", truncate_close=close) as mitm:
+        result = run("dev", '{"n": 2}', config=fronted(aws, "lambda", mitm.url()), cache=tmp_path)
+        assert result.code == 74, result.stderr
+        one_line(result, "lambda")
+        assert tags(result)[0] == "answer-truncated"
+        assert mitm.requests == 1
+    assert (aws.count("lambda"), len(aws.invocations) - before) == (1, 1)
+
+
+def test_answer_dropped_after_the_request_is_74_with_one_run(fresh: StandIn, certs: dict[str, tuple[Path, Path]],
+                                                             tmp_path: Path) -> None:
+    aws = fresh
+    warm(aws, tmp_path)
+    before = len(aws.invocations)
+    with front(aws, "lambda", certs["ip"], mode="drop_after_request") as mitm:
+        result = run("dev", "{}", config=fronted(aws, "lambda", mitm.url()), cache=tmp_path)
+        assert result.code == 74, result.stderr
+        one_line(result, "lambda")
+    assert (aws.count("lambda"), len(aws.invocations) - before) == (1, 1)
+
+
+@pytest.mark.parametrize("hop", ["iot", "sts", "lambda"])
+def test_gzip_bomb_is_refused_without_decoding(fresh: StandIn, certs: dict[str, tuple[Path, Path]], tmp_path: Path,
+                                               hop: str) -> None:
+    """Issue: on urllib3 1.26 a 1.5 MB gzip answer grew to 3.1 GB of memory."""
+    aws = fresh
+    if hop == "lambda":
+        warm(aws, tmp_path)
+    with front(aws, hop, certs["ip"], mode="gzip") as mitm:
+        started = time.monotonic()
+        result, rss_kib = run_measured(tmp_path, "dev", "{}", config=fronted(aws, hop, mitm.url()), cache=tmp_path)
+        elapsed = time.monotonic() - started
+        assert result.code == 76, result.stderr
+        one_line(result, hop)
+        assert tags(result) == ["answer-encoded"]
+        assert mitm.requests == 1, "an encoded answer is not asked for again"
+    assert rss_kib < 150 * 1024, f"peak RSS {rss_kib} KiB: the bomb was decoded"
+    assert elapsed < 15
+
+
+@pytest.mark.parametrize("hop", ["iot", "sts"])
+def test_dripping_credentials_answer_ends_within_the_deadline(fresh: StandIn, certs: dict[str, tuple[Path, Path]],
+                                                              tmp_path: Path, hop: str) -> None:
+    """Issue: with credentials_timeout = 1 a server dripping 8 bytes/s kept hop 1 busy 15 s."""
+    aws = fresh
+    with front(aws, hop, certs["ip"], mode="drip", drip_rate=8) as mitm:
+        started = time.monotonic()
+        result = run("dev", "{}", config=fronted(aws, hop, mitm.url()), cache=tmp_path)
+        elapsed = time.monotonic() - started
+        assert result.code == 75, result.stderr
+        one_line(result, hop)
+        assert tags(result)[0] == "answer-deadline"
+        assert mitm.requests == ATTEMPTS
+    # credentials_timeout x attempts, the backoff between them (< 1 s) and start-up; the drip lasts minutes.
+    assert elapsed < CREDENTIALS_TIMEOUT * ATTEMPTS + 4, elapsed
+
+
+# --- TLS -----------------------------------------------------------------------------------------------
+
+
+def test_ip_endpoints_with_the_ip_in_the_certificate_work(fresh: StandIn, certs: dict[str, tuple[Path, Path]],
+                                                          tmp_path: Path) -> None:
+    """Issue: with urllib3 1.26 an endpoint given as an IP address failed every call with 70."""
+    aws = fresh
+    with front(aws, "iot", certs["ip"]) as iot, front(aws, "sts", certs["ip"]) as sts, \
+            front(aws, "lambda", certs["ip"]) as lam:
+        config = config_with(aws.config_path, defaults=SETTINGS, iot=iot.url(), sts=sts.url(), lambda_=lam.url())
+        result = run("dev", "{}", config=config, cache=tmp_path)
+        assert (result.code, result.stdout, result.stderr) == (0, SEED_ANSWER, "")
+        assert (iot.forwarded, sts.forwarded, lam.forwarded) == (1, 1, 1)
+        # The control for the tests below: this server does see the device certificate.
+        assert iot.client_certs and all(iot.client_certs)
+
+
+@pytest.mark.parametrize("hop", ["iot", "sts", "lambda"])
+@pytest.mark.parametrize("cert, host", [("no-ip", "127.0.0.1"), ("wrong-name", "localhost")])
+def test_name_mismatch_is_69_and_the_device_certificate_is_not_presented(
+        fresh: StandIn, certs: dict[str, tuple[Path, Path]], tmp_path: Path, hop: str, cert: str, host: str) -> None:
+    aws = fresh
+    if hop == "lambda":
+        warm(aws, tmp_path)
+    before = len(aws.invocations)
+    with front(aws, hop, certs[cert]) as mitm:
+        result = run("dev", "{}", config=fronted(aws, hop, mitm.url(host)), cache=tmp_path)
+        assert result.code == 69, result.stderr
+        one_line(result, hop)
+        assert tags(result) == ["tls-name-mismatch"] and host in result.stderr
+        assert mitm.connections == 1, "a name mismatch is not retried"
+        assert mitm.requests == 0 and mitm.client_certs == [], "no handshake completed, no certificate shown"
+    assert len(aws.invocations) == before
+
+
+@pytest.mark.parametrize("hop, source", [("iot", "[iot] ca"), ("sts", "[dev] ca_bundle"),
+                                         ("lambda", "[dev] ca_bundle"), ("lambda", "AWS_CA_BUNDLE")])
+def test_untrusted_server_is_69_naming_the_ca_file_and_its_source(
+        fresh: StandIn, certs: dict[str, tuple[Path, Path]], tmp_path: Path, hop: str, source: str) -> None:
+    aws = fresh
+    if hop == "lambda":
+        warm(aws, tmp_path)
+    env = {"AWS_CA_BUNDLE": str(aws.ca_path)} if source == "AWS_CA_BUNDLE" else {}
+    with front(aws, hop, certs["foreign"]) as mitm:
+        result = run("dev", "{}", config=fronted(aws, hop, mitm.url()), cache=tmp_path, env=env)
+        assert result.code == 69, result.stderr
+        one_line(result, hop)
+        assert tags(result) == ["tls-untrusted"]
+        assert source in result.stderr and "ca.pem" in result.stderr
+        assert mitm.client_certs == []
+
+
+@pytest.mark.parametrize("cert", ["not-yet-valid", "expired"])
+def test_server_certificate_outside_its_validity_is_75_clock_wrong(
+        fresh: StandIn, certs: dict[str, tuple[Path, Path]], tmp_path: Path, cert: str) -> None:
+    aws = fresh
+    with front(aws, "iot", certs[cert]) as mitm:
+        result = run("dev", "{}", config=fronted(aws, "iot", mitm.url()), cache=tmp_path)
+        assert result.code == 75, result.stderr
+        one_line(result, "iot")
+        assert tags(result)[0] == "clock-wrong"
+        assert mitm.client_certs == []
+
+
+def test_handshake_closed_on_hop_1_is_75_not_77(fresh: StandIn, certs: dict[str, tuple[Path, Path]],
+                                                 tmp_path: Path) -> None:
+    """Issue: a connection closed during the hop-1 handshake exited 77 "certificate refused"."""
+    aws = fresh
+    with front(aws, "iot", certs["ip"], mode="close_handshake") as mitm:
+        result = run("dev", "{}", config=fronted(aws, "iot", mitm.url()), cache=tmp_path)
+        assert result.code == 75, result.stderr
+        one_line(result, "iot")
+        assert tags(result)[0] == "tls-interrupted"
+        assert mitm.connections == ATTEMPTS
+
+
+def test_client_certificate_refused_by_tls_alert_is_77(fresh: StandIn, certs: dict[str, tuple[Path, Path]],
+                                                       tmp_path: Path) -> None:
+    aws = fresh
+    foreign_ca = aws.workdir / "pki" / "foreign-ca.pem"   # the server trusts another CA than the device's
+    with front(aws, "iot", certs["ip"], client_ca=foreign_ca, require_client_cert=True) as mitm:
+        result = run("dev", "{}", config=fronted(aws, "iot", mitm.url()), cache=tmp_path)
+        assert result.code == 77, result.stderr
+        one_line(result, "iot")
+        assert tags(result) == ["certificate-refused"]
+        assert mitm.forwarded == 0
+
+
+def test_hop_3_handshake_failure_is_75_and_nothing_ran(fresh: StandIn, certs: dict[str, tuple[Path, Path]],
+                                                       tmp_path: Path) -> None:
+    """Issue: on hop 3 a handshake failure before anything was sent exited 74."""
+    aws = fresh
+    warm(aws, tmp_path)
+    before = len(aws.invocations)
+    with front(aws, "lambda", certs["ip"], mode="close_handshake") as mitm:
+        result = run("dev", "{}", config=fronted(aws, "lambda", mitm.url()), cache=tmp_path)
+        assert result.code == 75, result.stderr
+        one_line(result, "lambda")
+        assert mitm.connections == ATTEMPTS and mitm.requests == 0
+    assert (aws.count("lambda"), len(aws.invocations) - before) == (0, 0)
+
+
+def test_invoke_connection_has_tcp_keepalive(fresh: StandIn, config: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A NAT drops a connection idle longer than its timeout (350 s on AWS NAT gateways) while a
+    synchronous invoke waits; the invoke's socket keeps it alive."""
+    import socket
+
+    monkeypatch.setenv("IOTINVOKE_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+    client = iotinvoke.Client(iotinvoke.load_config(str(config)))
+    result = client.invoke("dev", b"{}")
+    assert result.payload == SEED_ANSWER
+    lambda_url = fresh.urls["lambda"]
+    sockets = []
+    for manager in client._transport._managers.values():
+        pool = manager.connection_from_url(lambda_url)
+        sockets += [c.sock for c in list(pool.pool.queue) if c is not None and c.sock is not None]
+    assert sockets, "the invoke connection is kept in its pool"
+    for sock in sockets:
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        if hasattr(socket, "TCP_KEEPIDLE"):
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == iotinvoke.TCP_KEEPALIVE_IDLE_S == 60
+
+
+# --- standard streams ---------------------------------------------------------------------------------
+
+
+def shell(redirect: str) -> list[str]:
+    """A wrapper running the CLI with its standard streams redirected (">&-" closes stdout)."""
+    return ["sh", "-c", f'exec "$0" "$@" {redirect}']
+
+
+def test_stdout_full_after_the_run_is_74_one_line(fresh: StandIn, config: Path, tmp_path: Path) -> None:
+    """Issue: stdout on /dev/full after the function ran exited 70, then 120."""
+    aws = fresh
+    warm(aws, tmp_path)
+    before = len(aws.invocations)
+    result = run("dev", "{}", config=config, cache=tmp_path, wrapper=shell(">/dev/full"))
+    assert result.code == 74, result.stderr
+    assert len(result.lines) == 1 and result.stderr.startswith("iotinvoke: "), result.stderr
+    assert len(aws.invocations) - before == 1
+
+
+def test_stdout_closed_at_start_is_refused_before_any_network_call(fresh: StandIn, config: Path,
+                                                                   tmp_path: Path) -> None:
+    aws = fresh
+    result = run("dev", "{}", config=config, cache=tmp_path, wrapper=shell(">&-"))
+    assert result.code in (64, 74), result.stderr   # never 70 ('NoneType' object has no attribute 'buffer')
+    assert len(result.lines) == 1 and "NoneType" not in result.stderr, result.stderr
+    assert (aws.count("iot"), aws.count("sts"), aws.count("lambda")) == (0, 0, 0)
+
+
+def test_stdin_closed_with_the_payload_in_argv_works(fresh: StandIn, config: Path, tmp_path: Path) -> None:
+    result = run("dev", "{}", config=config, cache=tmp_path, wrapper=shell("<&-"))
+    assert (result.code, result.stdout, result.stderr) == (0, SEED_ANSWER, "")
+
+
+@pytest.mark.parametrize("redirect", ["2>&-", "2>/dev/full"])
+def test_stderr_closed_or_full_keeps_the_documented_status(fresh: StandIn, config: Path, tmp_path: Path,
+                                                           redirect: str) -> None:
+    """Issue: with stderr closed or full every failure exited 1 ("the function raised")."""
+    missing = run("missing", "{}", config=config, cache=tmp_path, wrapper=shell(redirect))
+    assert missing.code == 69
+    ok = run("dev", "{}", config=config, cache=tmp_path, wrapper=shell(redirect))
+    assert (ok.code, ok.stdout) == (0, SEED_ANSWER)
+
+
+# --- bad values from AWS and from the cache --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["accessKeyId", "secretAccessKey", "sessionToken"])
+def test_non_latin1_character_in_a_key_from_aws_is_76(fresh: StandIn, config: Path, tmp_path: Path,
+                                                      field: str) -> None:
+    aws = fresh
+    document = {"credentials": {"accessKeyId": "ASIAEXAMPLEEXAMPLE12", "secretAccessKey": "s" * 40,
+                                "sessionToken": "t" * 300, "expiration": "2099-01-01T00:00:00Z"}}
+    document["credentials"][field] = "ASIA\u2603\u0100EXAMPLE"
+    aws.fault("iot", "respond", count=PERSISTENT, status=200, headers={"Content-Type": "application/json"},
+              body=json.dumps(document, ensure_ascii=False).encode("utf-8"))
+    result = run("dev", "{}", config=config, cache=tmp_path)
+    assert result.code == 76, result.stderr
+    assert len(result.lines) == 1 and result.stderr.startswith("iotinvoke: "), result.stderr
+    assert aws.count("lambda") == 0
+
+
+def log_result_fault(aws: StandIn, count: int = 1) -> None:
+    aws.fault("lambda", "respond", count=count, status=200, body=SEED_ANSWER,
+              headers={"Content-Type": "application/json", "X-Amz-Executed-Version": "$LATEST",
+                       "X-Amz-Log-Result": "%%not*base64%%", "x-amzn-RequestId": "0-0"})
+
+
+def test_invalid_base64_log_result_still_prints_the_payload(fresh: StandIn, config: Path, tmp_path: Path) -> None:
+    aws = fresh
+    warm(aws, tmp_path)
+    log_result_fault(aws)
+    result = run("--log-tail", "dev", "{}", config=config, cache=tmp_path)
+    assert (result.code, result.stdout) == (0, SEED_ANSWER), result.stderr
+    assert len(result.lines) == 1 and "base64" in result.stderr, result.stderr
+
+
+def test_invalid_base64_log_result_does_not_abort_stream(fresh: StandIn, config: Path, tmp_path: Path) -> None:
+    aws = fresh
+    warm(aws, tmp_path)
+    log_result_fault(aws)
+    result = run("--stream", "--log-tail", "dev", config=config, cache=tmp_path, stdin=b'{"a": 1}\n{"a": 2}\n')
+    assert result.code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2, result.stdout
+    assert [json.loads(line)["payload"] for line in lines] == [json.loads(SEED_ANSWER)] * 2
+    assert aws.count("lambda") == 2
+
+
+@pytest.mark.parametrize("offset", ["NaN", "Infinity", "-Infinity", "1e300", "-1e300"])
+def test_garbled_clock_file_is_ignored(fresh: StandIn, config: Path, tmp_path: Path, offset: str) -> None:
+    aws = fresh
+    warm(aws, tmp_path)
+    clock = tmp_path / "clock.json"
+    fd = os.open(clock, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write('{"offset": %s}' % offset)
+    result = run("dev", "{}", config=config, cache=tmp_path)
+    assert (result.code, result.stdout, result.stderr) == (0, SEED_ANSWER, "")
+
+
+# --- lock waits -------------------------------------------------------------------------------------------
+
+
+def test_stopped_lock_holder_delays_a_cold_call_at_most_lock_wait(fresh: StandIn, tmp_path: Path) -> None:
+    """Issue: a stopped process holding the locks made cold calls wait 40 s (IoT lock inside the STS
+    lock), not the documented LOCK_WAIT_S (20 s)."""
+    aws = fresh
+    config = config_with(aws.config_path, defaults={"max_attempts": "1"})
+    # A holds the locks while hop 1 is slow to answer; then it is stopped there.
+    aws.fault("iot", "delay", seconds=3)
+    holder = subprocess.Popen([PYTHON, str(SCRIPT), "--config", str(config), "dev", "{}"],
+                              env=environment(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while aws.count("iot") == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert aws.count("iot") == 1, "the holder reached hop 1"
+        os.kill(holder.pid, signal.SIGSTOP)
+        started = time.monotonic()
+        result = run("dev", "{}", config=config, cache=tmp_path, timeout=90)
+        elapsed = time.monotonic() - started
+        assert (result.code, result.stdout) == (0, SEED_ANSWER), result.stderr
+        assert elapsed < iotinvoke.LOCK_WAIT_S + 6, f"waited {elapsed:.1f} s for stuck locks"
+    finally:
+        holder.kill()
+        holder.wait(10)
+        config.unlink()
+
+
+# --- payload rules: RFC 8259 JSON in UTF-8, as Lambda parses it --------------------------------------------
+
+
+@pytest.mark.parametrize("payload", [
+    b'{"a": NaN}', b'{"a": Infinity}', b"-Infinity", b"\xef\xbb\xbf{}", "{}".encode("utf-16"),
+    '{"a": 1}'.encode("utf-16-le"), b'{"a": "\xff"}', b'{"a": "\xed\xa0\x80"}',
+], ids=["NaN", "Infinity", "-Infinity", "BOM", "UTF-16-BOM", "UTF-16LE", "invalid-UTF-8", "UTF-8-surrogate"])
+def test_payload_that_lambda_refuses_is_65_before_any_call(fresh: StandIn, config: Path, tmp_path: Path,
+                                                           payload: bytes) -> None:
+    aws = fresh
+    result = run("dev", "-", config=config, cache=tmp_path, stdin=payload)
+    assert result.code == 65, result.stderr
+    one_line(result, "payload")
+    assert (aws.count("iot"), aws.count("lambda")) == (0, 0)
+
+
+def test_a_5000_digit_integer_is_valid_json(fresh: StandIn, config: Path, tmp_path: Path) -> None:
+    aws = fresh
+    number = "9" * 5000
+    before = len(aws.invocations)
+    result = run("tools", "-", config=config, cache=tmp_path, stdin=('{"n": %s}' % number).encode())
+    assert result.code == 0, result.stderr
+    assert [i["event"] for i in aws.invocations[before:]] == [{"n": int(number)}]
+
+
+def test_empty_payload_is_65_saying_what_to_send(fresh: StandIn, config: Path, tmp_path: Path) -> None:
+    result = run("dev", "-", config=config, cache=tmp_path, stdin=b"")
+    assert result.code == 65, result.stderr
+    one_line(result, "payload")
+    assert "null" in result.stderr and "{}" in result.stderr
+    assert fresh.count("iot") == 0
+
+
+def test_one_gigabyte_on_stdin_is_65_quickly_with_little_memory(fresh: StandIn, config: Path, tmp_path: Path) -> None:
+    """Issue: stdin was read without limit (1 GB -> 995 MB RSS; OOM from /dev/zero)."""
+    big = tmp_path / "big"
+    with open(big, "wb") as f:
+        f.truncate(1 << 30)   # sparse: no disk used
+    rss = tmp_path / "rss"
+    started = time.monotonic()
+    with open(big, "rb") as stdin:
+        done = subprocess.run([sys.executable, str(HOSTILE_SCRIPT), "--maxrss", str(rss), "--", PYTHON, str(SCRIPT),
+                               "--config", str(config), "dev", "-"], stdin=stdin, capture_output=True,
+                              env=environment(tmp_path), timeout=60)
+    elapsed = time.monotonic() - started
+    assert done.returncode == 65, done.stderr
+    assert len(done.stderr.splitlines()) == 1
+    assert int(rss.read_text()) < 100 * 1024, "stdin read without a bound"
+    assert elapsed < 10
+    assert fresh.count("iot") == 0
