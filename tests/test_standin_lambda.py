@@ -557,3 +557,11 @@ def test_error_fault_on_sts_and_iot(aws: StandIn, aws_client: TestClient, dev: C
     aws.fault("sts", "error", code="RegionDisabledException", status=403)
     reply = aws_client.sts(device, {"Action": "GetCallerIdentity"})
     assert (reply.status, reply.error_code) == (403, "RegionDisabledException")
+
+
+def test_a_5000_digit_integer_is_a_valid_event(aws: StandIn, aws_client: TestClient, dev: Creds) -> None:
+    # Jackson, Lambda's parser, takes integers of any length (Python's int() stops at 4300 digits).
+    number = "9" * 5000
+    reply = aws_client.invoke(dev, ADC, '{"n": %s}' % number)
+    assert (reply.status, reply.body) == (200, SEED_BODY)
+    assert str(aws.invocations[-1]["event"]["n"]) == number

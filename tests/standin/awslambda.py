@@ -294,10 +294,20 @@ def _event(body: bytes) -> Any:
     if not body.strip():
         return {}
     try:
-        return json.loads(body)
+        return json.loads(body, parse_int=_integer)
     except (ValueError, UnicodeDecodeError) as error:
         raise _user_error(400, "InvalidRequestContentException",
                           f"Could not parse request body into json: Could not parse payload into json: {error}") from None
+
+
+def _integer(text: str) -> Any:
+    # Lambda parses with Jackson, which takes integers of any length; Python refuses to convert
+    # more than 4300 digits (sys.get_int_max_str_digits), so longer ones stay exact as Decimals.
+    if len(text.lstrip("-")) <= 4000:
+        return int(text)
+    from decimal import Decimal
+
+    return Decimal(text)
 
 
 # -- responses ---------------------------------------------------------------------------------------
