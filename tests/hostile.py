@@ -11,7 +11,8 @@ Everything listens on 127.0.0.1 only, every socket has a timeout, and ``close()`
   certificate of the test's choosing (``server_certificate``: with or without the IP SAN, another
   host name, another CA, not yet valid, expired). ``mode`` decides what it does to the exchange:
   "pass" (relay), "drop_after_request" (relay the request, swallow the answer, close),
-  "truncate" (the answer's full Content-Length, half its body, close), "gzip" (relay the request,
+  "truncate" (the answer's full Content-Length, half its body, close), "truncate_chunked" (the
+  answer re-framed as chunked, its first half as one chunk, close without the last chunk), "gzip" (relay the request,
   answer 200 with a 1.5 MB ``Content-Encoding: gzip`` bomb that expands to 1.5 GB), "drip" (the
   answer at ``drip_rate`` bytes/s) or "close_handshake" (read the ClientHello, close). It records
   the client certificates it was shown, so a test can prove one was never presented.
@@ -42,7 +43,7 @@ HOSTILE_SCRIPT: Final = Path(__file__).resolve()
 SOCKET_TIMEOUT_S: Final = 10.0   # no socket of the kit blocks longer than this
 DRIP_LIMIT_S: Final = 60.0       # a drip stops by itself after this long
 MAX_HEAD_BYTES: Final = 64 * 1024
-MODES: Final = ("pass", "drop_after_request", "truncate", "gzip", "drip", "close_handshake")
+MODES: Final = ("pass", "drop_after_request", "truncate", "truncate_chunked", "gzip", "drip", "close_handshake")
 
 
 class _Threads:
@@ -247,6 +248,7 @@ class TlsFront:
         self.requests = 0              # whole requests read from the client
         self.forwarded = 0             # requests relayed to the stand-in
         self.client_certs: list[bytes | None] = []   # per completed handshake: the DER the client showed
+        self.request_heads: list[bytes] = []         # each request's head, as the client sent it
         self.handshake_errors: list[str] = []
         self._server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self._server_context.load_cert_chain(cert, key)
@@ -262,7 +264,7 @@ class TlsFront:
         self.port = self._server.getsockname()[1]
         self._kit.start(self._accept)
 
-    def url(self, host: str = "127.0.0.1") -> str:
+    def url(self, host: str = "localhost") -> str:
         return f"https://{host}:{self.port}"
 
     def __enter__(self) -> "TlsFront":
@@ -321,6 +323,7 @@ class TlsFront:
                     return
                 with self._lock:
                     self.requests += 1
+                    self.request_heads.append(request.split(b"\r\n\r\n", 1)[0])
                 fault = self.mode if self.mode != "pass" and self._take_fault() else "pass"
                 answer = self._forward(request)
                 if not self._answer(tls, answer, fault):
@@ -358,6 +361,12 @@ class TlsFront:
                     tls.unwrap()   # a clean TLS close_notify: only Content-Length tells the body is short
                 except (ssl.SSLError, OSError):
                     pass
+            return False
+        if fault == "truncate_chunked":
+            lines = [line for line in head.split(b"\r\n") if not line.lower().startswith(b"content-length:")]
+            half = body[: len(body) // 2]
+            tls.sendall(b"\r\n".join(lines) + b"\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        + b"%x\r\n" % len(half) + half + b"\r\n")
             return False
         if fault == "gzip":
             bomb = gzip_bomb()
