@@ -93,6 +93,7 @@ MAX_ASYNC_PAYLOAD_BYTES = 1048576  # Lambda Event invokes: 1 MB
 MAX_CLIENT_CONTEXT_BYTES = 3583  # base64 text, Lambda's documented limit
 REFRESH_MARGIN_S = 300.0  # refresh 5 min before expiry (aws-c-auth, Greengrass), ...
 REFRESH_MARGIN_FRACTION = 0.5  # ... but never more than half the lifetime (short role aliases)
+MAX_CLOCK_OFFSET_S = 100 * 365 * 86400.0  # a board at 1970 is 56 years behind; more is garbage
 MIN_FALLBACK_VALIDITY_S = 30.0  # a failed refresh may fall back to credentials valid this long
 CHAINED_ROLE_MAX_DURATION_S = 3600  # AssumeRole with role credentials is role chaining: <= 1 h
 LOCK_WAIT_S = 20.0  # a process holding a cache lock longer than this is presumed stuck
@@ -333,9 +334,9 @@ def _decide(hop: str, status: int, code: str | None) -> tuple[int, str, bool]:
         return EX_NOPERM, "denied", False
     if status == 404:
         return EX_UNAVAILABLE, "not-found", False
-    if 400 <= status < 500:
+    if 400 <= status < 500 and code:
         return EX_UNAVAILABLE, "refused", False
-    return EX_PROTOCOL, "unexpected-answer", False
+    return EX_PROTOCOL, "unexpected-answer", False  # no error code: not an AWS error answer
 
 
 # --- Configuration ---------------------------------------------------------------------------------
@@ -803,20 +804,22 @@ class _Cache:
                     pass
         return removed
 
-    def lock(self, key: str) -> _Lock:
-        return _Lock(self._path(key + ".lock") if self.folder else None, self._log)
+    def lock(self, key: str, deadline: float) -> _Lock:
+        return _Lock(self._path(key + ".lock") if self.folder else None, self._log, deadline)
 
 
 class _Lock:
     """An exclusive flock on a per-entry lock file, so that concurrent cold starts fetch once.
 
     The kernel drops a flock when its holder dies, so a killed process leaves no stale lock; a
-    holder that hangs is waited for at most LOCK_WAIT_S, after which we go on without the lock.
+    holder that hangs is waited for until ``deadline`` (monotonic), after which we go on without
+    the lock. Nested locks of one call share one deadline, so the wait is LOCK_WAIT_S in all.
     """
 
-    def __init__(self, path: str | None, log: Callable[[str], None]) -> None:
+    def __init__(self, path: str | None, log: Callable[[str], None], deadline: float) -> None:
         self._path = path
         self._log = log
+        self._deadline = deadline
         self._fd: int | None = None
 
     def __enter__(self) -> _Lock:
@@ -829,13 +832,12 @@ class _Lock:
         except OSError as e:
             self._log("cache: cannot open lock %s (%s): going on unlocked" % (self._path, _os_reason(e)))
             return self
-        deadline = time.monotonic() + LOCK_WAIT_S
         while True:
             try:
                 fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 return self
             except OSError:
-                if time.monotonic() > deadline:
+                if time.monotonic() > self._deadline:
                     self._log("cache: lock %s held for over %.0f s: going on unlocked" % (self._path, LOCK_WAIT_S))
                     return self
                 time.sleep(LOCK_POLL_S)
@@ -861,15 +863,17 @@ class _Response:
 class _Transport:
     """urllib3 pools, one per TLS set-up (CA file, client certificate, proxy), reused across hops and calls.
 
-    Every request is sent on a connection opened beforehand: a failure while connecting (DNS, TCP,
-    proxy tunnel, TLS handshake) proves nothing was sent, whatever exception the urllib3 version
-    raises for it; any failure after that may come after the server acted on the request.
+    The pools' connections note when they are ready to carry a request (connected, tunnelled, TLS
+    handshake done, or reused): a failure before that proves nothing was sent, whatever exception
+    the urllib3 version raises for it; any failure after that may come after the server acted.
     """
 
     def __init__(self, connect_timeout: float, log: Callable[[str], None]) -> None:
         self.connect_timeout = connect_timeout
         self._log = log
         self._managers: dict[tuple[str | None, str | None, str | None, str | None], urllib3.PoolManager] = {}
+        self._ready: list[Any] = []  # connections that became ready during the current request
+        self._pool_class: Any = None
 
     def _manager(self, ca: str | None, client_cert: tuple[str, str] | None, url: str) -> urllib3.PoolManager:
         proxy = _proxy_for(url)
@@ -893,8 +897,34 @@ class _Transport:
                 headers = urllib3.make_headers(proxy_basic_auth=auth) if auth is not None else None
                 self._log("proxy: %s through %s" % (host, bare))
                 manager = urllib3.ProxyManager(bare, proxy_headers=headers, **options)
+            manager.pool_classes_by_scheme = dict(manager.pool_classes_by_scheme, https=self._pool())
             self._managers[key] = manager
         return manager
+
+    def _pool(self) -> Any:
+        """An HTTPSConnectionPool whose connections report to self._ready (urllib3 1.26 and 2.x alike)."""
+        if self._pool_class is None:
+            from urllib3.connection import HTTPSConnection
+            from urllib3.connectionpool import HTTPSConnectionPool
+
+            ready = self._ready
+
+            class _Connection(HTTPSConnection):
+                def connect(self) -> None:
+                    super().connect()
+                    ready.append(self)
+
+            class _Pool(HTTPSConnectionPool):
+                ConnectionCls = _Connection
+
+                def _get_conn(self, timeout: float | None = None) -> Any:
+                    connection = super()._get_conn(timeout)
+                    if getattr(connection, "sock", None) is not None:
+                        ready.append(connection)  # a kept-alive connection: sending starts at once
+                    return connection
+
+            self._pool_class = _Pool
+        return self._pool_class
 
     def send(
         self,
@@ -922,18 +952,7 @@ class _Transport:
 
         manager = self._manager(ca, client_cert, url)
         started = time.monotonic()
-        pool = manager.connection_from_url(url)
-        connection: Any = pool._get_conn()
-        try:
-            if connection.sock is None:
-                connection.timeout = self.connect_timeout
-                connection.connect()
-        except Exception as e:
-            connection.close()
-            pool._put_conn(connection)
-            raise _connect_error(hop, url, e, client_cert is not None, ca, ca_source) from None
-        pool._put_conn(connection)  # the pool hands out the connection just returned (LIFO)
-
+        self._ready.clear()
         timer = None
         expired: list[bool] = []
         if deadline_s is not None:
@@ -941,23 +960,22 @@ class _Transport:
 
             def expire() -> None:
                 expired.append(True)
-                _abort(connection)
+                for connection in self._ready:
+                    _abort(connection)
 
-            timer = threading.Timer(deadline_s, expire)
+            timer = threading.Timer(self.connect_timeout + deadline_s, expire)
             timer.daemon = True
             timer.start()
         response = None
         try:
-            path = url.split("/", 3)[3] if url.count("/") >= 3 else ""
-            response = pool.urlopen(
+            response = manager.request(
                 method,
-                "/" + path,
+                url,
                 body=body,
                 headers=dict(headers, **{"Accept-Encoding": "identity"}),
                 timeout=urllib3.Timeout(connect=self.connect_timeout, read=read_timeout),
                 retries=False,
                 redirect=False,
-                assert_same_host=False,
                 preload_content=False,
                 decode_content=False,
                 enforce_content_length=True,
@@ -976,14 +994,18 @@ class _Transport:
             ):
                 raise _Truncated("the answer ended after %d of %s bytes" % (len(data), _short(length, 20)))
         except _Unreadable as e:
-            connection.close()
+            if response is not None:
+                response.close()
             text = e.args[0] + ": refused"
             if may_run:
                 text += "; the function may have run (not retried automatically)"
             raise IotInvokeError(text, EX_PROTOCOL, hop, response.status if response else None,
                                  reason=e.reason) from None
         except Exception as e:
-            connection.close()
+            if response is not None:
+                response.close()
+            if not self._ready:  # never connected: nothing was sent
+                raise _connect_error(hop, url, e, client_cert is not None, ca, ca_source) from None
             raise _exchange_error(hop, url, e, client_cert is not None, may_run, bool(expired), deadline_s) from None
         finally:
             if timer is not None:
@@ -1197,7 +1219,7 @@ def _connect_error(hop: str, url: str, error: BaseException, mutual: bool, ca: s
         return _Retryable("cannot resolve %s: %s" % (host, text), EX_TEMPFAIL, hop, reason="dns-failed")
     if "timed out" in str(error).lower() or isinstance(error, socket.timeout):
         return _Retryable("connecting to %s timed out" % host, EX_TEMPFAIL, hop, reason="connect-timeout")
-    if "SSL" in type(error).__name__ or "ssl" in type(error).__module__:
+    if "SSL" in type(error).__name__ or "ssl" in type(error).__module__ or "_ssl.c" in str(error):
         return _Retryable("the TLS handshake with %s failed: %s" % (host, text), EX_TEMPFAIL, hop,
                           reason="tls-interrupted")
     return _Retryable("cannot connect to %s: %s" % (host, text), EX_TEMPFAIL, hop, reason="connect-failed")
@@ -1309,14 +1331,14 @@ class Client:
         self._cert_digest: str | None = None
         self._memory: dict[str, Credentials] = {}  # for long-lived clients (--stream), and --no-cache
         self.last_drift: float | None = None  # AWS's clock minus ours, at the last answer with a Date
-        offset = self._cache.read_json("clock.json") or {}
-        self.clock_offset = float(offset.get("offset", 0.0)) if isinstance(offset.get("offset"), (int, float)) else 0.0
+        self.clock_offset = _clock_offset(self._cache.read_json("clock.json"))
+        self._lock_deadline: float | None = None  # one bound for all the cache locks of one call
 
     # -- helpers
 
     def _log(self, message: str) -> None:
         if self.verbose:
-            print("iotinvoke: " + message, file=self._stderr or sys.stderr)
+            _say(self._stderr or sys.stderr, "iotinvoke: " + message + "\n")
 
     def now(self) -> float:
         """The corrected clock: the local clock plus the skew AWS told us about."""
@@ -1522,7 +1544,18 @@ class Client:
         if cached is not None and cached.fresh(self.now()) and cached.token != refused:
             self._memory[key] = cached
             return cached
-        with self._cache.lock(key):
+        outermost = self._lock_deadline is None
+        if outermost:
+            self._lock_deadline = time.monotonic() + LOCK_WAIT_S
+        try:
+            return self._fetch_locked(key, fetch, refused)
+        finally:
+            if outermost:
+                self._lock_deadline = None
+
+    def _fetch_locked(self, key: str, fetch: Callable[[], Credentials], refused: str | None) -> Credentials:
+        assert self._lock_deadline is not None
+        with self._cache.lock(key, self._lock_deadline):
             # Another process may have refreshed the entry while we waited for the lock.
             current = self._cache.get(key)
             if current is not None and current.token == refused:
@@ -1530,8 +1563,8 @@ class Client:
             if current is None or not current.fresh(self.now()):
                 try:
                     fresh = fetch()
-                except _Retryable:
-                    if current is None or not current.valid(self.now()):
+                except IotInvokeError as e:
+                    if e.exit_code != EX_TEMPFAIL or current is None or not current.valid(self.now()):
                         raise
                     self._log("cache: refresh failed; using credentials valid until %s" % _iso8601(current.expiration))
                 else:
@@ -1662,6 +1695,17 @@ def _cache_folder(config: Config) -> str | None:
     return os.path.join(home, ".cache", "iotinvoke") if home != "~" else None
 
 
+def _clock_offset(entry: dict[str, Any] | None) -> float:
+    """The stored offset to AWS's clock; anything but a plausible number (NaN, 1e300) counts as none."""
+    import math
+
+    value = (entry or {}).get("offset")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        if abs(value) <= MAX_CLOCK_OFFSET_S:
+            return float(value)
+    return 0.0
+
+
 def _cache_key(*parts: str) -> str:
     import hashlib
 
@@ -1669,19 +1713,40 @@ def _cache_key(*parts: str) -> str:
 
 
 def _check_payload(payload: bytes, invocation_type: str) -> None:
+    """Refuse, before any network call, what Lambda would refuse or misread: Lambda parses the
+    payload as JSON in UTF-8 (RFC 8259), so NaN, Infinity, a byte order mark or UTF-16 text are
+    refused here (Python's json would accept them), and a long integer is accepted (Python's int()
+    would not)."""
     import json
 
     limit = MAX_ASYNC_PAYLOAD_BYTES if invocation_type == "Event" else MAX_SYNC_PAYLOAD_BYTES
     if len(payload) > limit:
         raise IotInvokeError(
-            "payload is %d bytes; Lambda takes at most %d for %s invokes" % (len(payload), limit, invocation_type),
+            "payload is over %d bytes, Lambda's limit for %s invokes" % (limit, invocation_type),
             EX_DATAERR,
             "payload",
+            reason="payload-too-large",
         )
+    if not payload.strip():
+        # AWS would run the function with no event; an empty standard input is far more often a
+        # caller's mistake, so say what to send instead.
+        raise IotInvokeError("payload is empty: pass null or {} to invoke with no event", EX_DATAERR, "payload",
+                             reason="payload-empty")
     try:
-        json.loads(payload)
+        text = payload.decode("utf-8")
+        if text.startswith("\ufeff"):
+            raise ValueError("it starts with a byte order mark (RFC 8259 section 8.1 forbids it)")
+        json.loads(text, parse_int=len, parse_float=len, parse_constant=_not_json)
+    except UnicodeDecodeError as e:
+        raise IotInvokeError("payload is not UTF-8 text (byte %d)" % e.start, EX_DATAERR, "payload",
+                             reason="payload-not-json") from None
     except (ValueError, RecursionError) as e:
-        raise IotInvokeError("payload is not valid JSON: %s" % _short(str(e)), EX_DATAERR, "payload") from None
+        raise IotInvokeError("payload is not valid JSON: %s" % _short(str(e)), EX_DATAERR, "payload",
+                             reason="payload-not-json") from None
+
+
+def _not_json(constant: str) -> None:
+    raise ValueError("%s is not JSON (RFC 8259 has no such number)" % constant)
 
 
 # --- Parsing AWS's answers --------------------------------------------------------------------------
@@ -1704,7 +1769,8 @@ def _parse_iot_credentials(body: bytes, now: float) -> Credentials:
 
 def _check_credentials(creds: Credentials, hop: str) -> None:
     for value in (creds.access_key, creds.secret_key, creds.token):
-        if not isinstance(value, str) or not value or not value.isprintable() or len(value) > 8192:
+        # They go into HTTP headers and the cache: printable ASCII only (a signer fed anything else fails).
+        if not isinstance(value, str) or not value or not value.isascii() or not value.isprintable() or len(value) > 8192:
             raise IotInvokeError("the credentials in the answer are malformed", EX_PROTOCOL, hop, 200)
 
 
@@ -2052,8 +2118,9 @@ def _parse_args(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
         if arg == "--":
             positional.extend(args)
             break
-        if arg.startswith("-") and arg != "-" and not positional:
-            name, eq, value = arg.partition("=")
+        name, eq, value = arg.partition("=")
+        # Options may follow ENV too; after ENV only known names count, so a payload such as -1 stays one.
+        if arg.startswith("-") and arg != "-" and (not positional or name in _FLAGS or name in _VALUED):
             if name in _FLAGS and not eq:
                 options[_FLAGS[name]] = True
             elif name in _VALUED:
@@ -2070,18 +2137,24 @@ def _parse_args(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
     return options, positional
 
 
-def _read_payload(argument: str | None, stdin: IO[bytes]) -> bytes:
+def _read_payload(argument: str | None, stdin: IO[bytes] | None) -> bytes:
+    """The payload from the argument, '@file' or standard input, read no further than Lambda's limit."""
     if argument is None or argument == "-":
+        if stdin is None:
+            raise IotInvokeError("standard input is closed: pass the payload as an argument", EX_NOINPUT, "payload",
+                                 reason="stdin-closed")
         try:
-            return stdin.read()
+            return stdin.read(MAX_SYNC_PAYLOAD_BYTES + 1)
         except OSError as e:
-            raise IotInvokeError("cannot read the payload from standard input: " + _os_reason(e), EX_NOINPUT, "payload") from None
+            raise IotInvokeError("cannot read the payload from standard input: " + _os_reason(e), EX_NOINPUT, "payload",
+                                 reason="stdin-unreadable") from None
     if argument.startswith("@"):
         try:
             with open(argument[1:], "rb") as f:
                 return f.read(MAX_SYNC_PAYLOAD_BYTES + 1)
         except OSError as e:
-            raise IotInvokeError("payload file %s: %s" % (argument[1:], _os_reason(e)), EX_NOINPUT, "payload") from None
+            raise IotInvokeError("payload file %s: %s" % (argument[1:], _os_reason(e)), EX_NOINPUT, "payload",
+                                 reason="payload-file-unreadable") from None
     try:
         return argument.encode("utf-8")
     except UnicodeEncodeError:  # undecodable bytes in argv arrive as surrogates
@@ -2123,15 +2196,15 @@ def _client_context(text: str | None) -> str | None:
     return encoded
 
 
-def _run(argv: list[str], stdin: IO[bytes], stdout: IO[bytes], stderr: IO[str]) -> int:
+def _run(argv: list[str], stdin: IO[bytes] | None, stdout: IO[bytes] | None, stderr: IO[str]) -> int:
     options, positional = _parse_args(argv)
     # Help and version go to stdout, as users expect of any command (`--help | less`); an invoke
     # never writes anything there but the payload.
     if options.get("help"):
-        stdout.write(USAGE.encode())
+        _write_out(stdout, USAGE.encode(), ran=False)
         return EX_OK
     if options.get("version"):
-        stdout.write(b"iotinvoke " + __version__.encode() + b"\n")
+        _write_out(stdout, b"iotinvoke " + __version__.encode() + b"\n", ran=False)
         return EX_OK
     actions = [a for a in ("credential_process", "clear_cache", "stream", "doctor") if options.get(a)]
     if options.get("clear_cache"):
@@ -2144,7 +2217,7 @@ def _run(argv: list[str], stdin: IO[bytes], stdout: IO[bytes], stderr: IO[str]) 
     if options.get("event") and options.get("dry_run"):
         raise IotInvokeError("--event and --dry-run exclude each other", EX_USAGE)
     if len(positional) > (1 if actions else 2):
-        raise IotInvokeError("too many arguments (see --help); quote the JSON payload", EX_USAGE)
+        raise IotInvokeError("too many arguments (see --help): quote the JSON payload, one argument", EX_USAGE)
     connect_timeout = _timeout_option(options, "connect_timeout")
     read_timeout = _timeout_option(options, "read_timeout")
     invocation_type = "Event" if options.get("event") else "DryRun" if options.get("dry_run") else "RequestResponse"
@@ -2154,6 +2227,9 @@ def _run(argv: list[str], stdin: IO[bytes], stdout: IO[bytes], stderr: IO[str]) 
         # The payload is checked before the configuration or any network call.
         payload = _read_payload(positional[1] if len(positional) > 1 else None, stdin)
         _check_payload(payload, invocation_type)
+        if stdout is None and invocation_type == "RequestResponse":
+            raise IotInvokeError("standard output is closed: the function's answer could not be delivered; "
+                                 "nothing was sent", EX_USAGE, "output", reason="stdout-closed")
 
     config = load_config(options.get("config"))
     if connect_timeout is not None:
@@ -2173,14 +2249,17 @@ def _run(argv: list[str], stdin: IO[bytes], stdout: IO[bytes], stderr: IO[str]) 
         try:
             return _doctor(client, name, report)
         finally:
-            stdout.write(report.getvalue().encode("utf-8"))
+            _write_out(stdout, report.getvalue().encode("utf-8"), ran=False)
     if options.get("credential_process"):
         import json
 
         creds = client.credentials(name)
-        stdout.write(json.dumps(creds.to_json()).encode() + b"\n")
+        _write_out(stdout, json.dumps(creds.to_json()).encode() + b"\n", ran=False)
         return EX_OK
     if options.get("stream"):
+        if stdin is None or stdout is None:
+            raise IotInvokeError("--stream needs standard input and output open", EX_USAGE, "output",
+                                 reason="stream-closed")
         return _stream(client, name, stdin, stdout, bool(options.get("log_tail")), options.get("qualifier"),
                        client_context, read_timeout)
     result = client.invoke(
@@ -2193,15 +2272,52 @@ def _run(argv: list[str], stdin: IO[bytes], stdout: IO[bytes], stderr: IO[str]) 
         read_timeout=read_timeout,
         validate=False,
     )
-    stdout.write(result.payload)
-    stdout.flush()
+    if result.payload:
+        _write_out(stdout, result.payload, ran=True)
     if result.log_result:
-        stderr.write(result.log_result if result.log_result.endswith("\n") else result.log_result + "\n")
+        _say(stderr, result.log_result if result.log_result.endswith("\n") else result.log_result + "\n")
     if result.function_error:
-        stderr.write("iotinvoke: lambda: the function reported an error (%s): %s\n"
-                     % (result.function_error, _function_error_summary(result.payload)))
+        _say(stderr, "iotinvoke: lambda: the function reported an error (%s): %s\n"
+             % (result.function_error, _function_error_summary(result.payload)))
         return EX_FUNCTION_ERROR
     return EX_OK
+
+
+def _write_out(stdout: IO[bytes] | None, data: bytes, ran: bool) -> None:
+    """Write to standard output; a failure is one error, and Python's own flush at exit stays quiet."""
+    try:
+        if stdout is None:
+            raise OSError("it is closed")
+        stdout.write(data)
+        stdout.flush()
+    except (OSError, ValueError) as e:
+        _silence(1)
+        if not ran:
+            raise IotInvokeError("cannot write to standard output: %s" % _os_reason(e), EX_IOERR, "output",
+                                 reason="stdout-failed") from None
+        raise IotInvokeError("cannot write the answer to standard output (%s): the function ran and its answer "
+                             "is lost" % _os_reason(e), EX_IOERR, "output", reason="stdout-failed") from None
+
+
+def _say(stderr: IO[str] | None, text: str) -> None:
+    """Write to standard error; when it is closed or full, the exit status must still tell."""
+    try:
+        if stderr is not None:
+            stderr.write(text)
+            stderr.flush()
+    except (OSError, ValueError):
+        _silence(2)
+
+
+def _silence(fd: int) -> None:
+    """Point a failing standard stream at /dev/null, so Python's flush at exit does not fail again
+    (it would turn the exit status into 120)."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, fd)
+        os.close(null)
+    except OSError:
+        pass
 
 
 def _stream(
@@ -2225,7 +2341,8 @@ def _stream(
         payload = line.strip()
         if not payload:
             continue
-        record: dict[str, Any] = {"exit": EX_OK, "status": None, "function_error": None, "payload": None, "error": None}
+        record: dict[str, Any] = {"exit": EX_OK, "status": None, "function_error": None, "payload": None, "error": None,
+                                  "reason": None}
         try:
             _check_payload(payload, "RequestResponse")
             result = client.invoke(name, payload, log_tail=log_tail, qualifier=qualifier,
@@ -2240,9 +2357,8 @@ def _stream(
             if result.log_result:
                 client._log("lambda: log tail: " + json.dumps(result.log_result))
         except IotInvokeError as e:
-            record.update(exit=e.exit_code, status=e.status, error=str(e))
-        stdout.write(json.dumps(record, separators=(",", ":")).encode() + b"\n")
-        stdout.flush()
+            record.update(exit=e.exit_code, status=e.status, error=str(e), reason=e.reason or None)
+        _write_out(stdout, json.dumps(record, separators=(",", ":")).encode() + b"\n", ran=True)
     return EX_OK
 
 
@@ -2448,24 +2564,37 @@ def _function_error_summary(payload: bytes) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """The command: returns the exit status; every failure is one line on standard error."""
+    _open_standard_fds()
     stderr = sys.stderr
     try:
-        return _run(sys.argv[1:] if argv is None else argv, sys.stdin.buffer, sys.stdout.buffer, stderr)
+        return _run(
+            sys.argv[1:] if argv is None else argv,
+            sys.stdin.buffer if sys.stdin is not None else None,
+            sys.stdout.buffer if sys.stdout is not None else None,
+            stderr,
+        )
     except IotInvokeError as e:
-        stderr.write("iotinvoke: %s\n" % e)
+        _say(stderr, "iotinvoke: %s\n" % e)
         return e.exit_code
     except KeyboardInterrupt:
-        stderr.write("iotinvoke: interrupted\n")
+        _say(stderr, "iotinvoke: interrupted\n")
         return 130
-    except BrokenPipeError:
-        # The reader of standard output went away: the function ran, its answer is lost.
-        stderr.write("iotinvoke: cannot write to standard output (broken pipe): the answer is lost\n")
-        # Python flushes stdout again at exit; point it at /dev/null so that says nothing more.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EX_IOERR
     except Exception as e:  # a bug: still one line, never a traceback with local values
-        stderr.write("iotinvoke: internal error: %s: %s\n" % (type(e).__name__, _short(str(e))))
+        _say(stderr, "iotinvoke: internal error: %s: %s\n" % (type(e).__name__, _short(str(e))))
         return EX_SOFTWARE
+
+
+def _open_standard_fds() -> None:
+    """A caller may start us with descriptor 0, 1 or 2 closed; the next file or socket opened would
+    then take its number, and a payload could end up written into it. /dev/null takes the place."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            try:
+                os.open(os.devnull, os.O_RDWR)  # the lowest free number: this one
+            except OSError:
+                pass
 
 
 if __name__ == "__main__":

@@ -203,10 +203,10 @@ def test_exit_64_bad_command_line(aws: StandIn, cache: Path) -> None:
 
 def test_exit_65_bad_payload_before_any_request(aws: StandIn, cache: Path, tmp_path: Path) -> None:
     one_error_line(call(aws, cache, "dev", "{'single': 'quotes'}"), 65, "not valid JSON")
-    one_error_line(call(aws, cache, "dev", stdin=b""), 65, "not valid JSON")
+    one_error_line(call(aws, cache, "dev", stdin=b""), 65, "payload is empty", "null or {}")
     big = tmp_path / "big.json"
     big.write_bytes(b'"' + b"x" * 1048576 + b'"')
-    one_error_line(call(aws, cache, "--event", "dev", f"@{big}"), 65, "at most 1048576")
+    one_error_line(call(aws, cache, "--event", "dev", f"@{big}"), 65, "over 1048576 bytes")
     one_error_line(call(aws, cache, "--client-context", "[1]", "dev", "{}"), 65, "client-context")
     assert counts(aws) == (0, 0, 0)
 
@@ -455,4 +455,5 @@ def test_closed_stdout_is_one_line_and_exit_74(aws: StandIn, cache: Path) -> Non
     OUTPUTS.append(done.stderr)
     assert done.returncode == 74
     assert done.stderr.decode().splitlines() == [
-        "iotinvoke: cannot write to standard output (broken pipe): the answer is lost"]
+        "iotinvoke: output: cannot write the answer to standard output (Broken pipe): the function ran and its "
+        "answer is lost [stdout-failed]"]

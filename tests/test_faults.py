@@ -33,7 +33,7 @@ HOP_NAMES = {"iot": "1 IoT credentials provider", "sts": "2 STS AssumeRole", "la
 MATRIX = {
     **{(hop, fault): (0, 75) for hop in ("iot", "sts") for fault in FAULTS},
     ("lambda", "throttle"): (0, 75),
-    ("lambda", "5xx"): (0, 75),
+    ("lambda", "5xx"): (74, 74),  # a ServiceException may come after the function ran
     ("lambda", "drop_before"): (74, 74),
     ("lambda", "drop_after"): (74, 74),
     ("lambda", "delay"): (74, 74),
