@@ -783,13 +783,6 @@ class _Cache:
             },
         )
 
-    def drop(self, key: str) -> None:
-        if self.folder:
-            try:
-                os.unlink(self._path(key))
-            except OSError:
-                pass
-
     def clear(self) -> int:
         """Remove every entry and lock file; returns how many files went."""
         removed = 0
@@ -1308,24 +1301,35 @@ class InvokeResult:
 class Client:
     """Gets credentials (cached) and invokes functions for the environments of a Config.
 
-    ``clock`` returns seconds since the epoch; tests pass their own. The corrected clock is
-    clock() + the stored skew offset, so a board that booted with a wrong date still signs right.
+    ``log`` receives one line per step (never a secret); ``clock`` returns seconds since the epoch,
+    and the corrected clock is clock() plus the stored skew offset, so a board that booted with a
+    wrong date still signs right. ``monotonic``, ``sleep``, ``random`` and ``transport`` are the
+    real ones unless a test passes its own.
     """
 
     def __init__(
         self,
         config: Config,
+        *,
         use_cache: bool = True,
-        verbose: bool = False,
+        log: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.time,
-        stderr: IO[str] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        random: Callable[[], float] | None = None,
+        transport: Any = None,
     ) -> None:
         self.config = config
-        self.verbose = verbose
+        self._log_line = log
         self._clock = clock
-        self._stderr = stderr
-        self.requests = {"iot": 0, "sts": 0, "lambda": 0}
-        self._transport = _Transport(config.connect_timeout, self._log)
+        self._monotonic = monotonic
+        self._sleep = sleep
+        if random is None:
+            import random as random_module
+
+            random = random_module.random
+        self._random = random
+        self._transport = transport or _Transport(config.connect_timeout, self._log)
         folder = _cache_folder(config) if use_cache else None
         self._cache = _Cache(folder, self._log)
         self._cert_digest: str | None = None
@@ -1337,8 +1341,8 @@ class Client:
     # -- helpers
 
     def _log(self, message: str) -> None:
-        if self.verbose:
-            _say(self._stderr or sys.stderr, "iotinvoke: " + message + "\n")
+        if self._log_line is not None:
+            self._log_line(message)
 
     def now(self) -> float:
         """The corrected clock: the local clock plus the skew AWS told us about."""
@@ -1380,9 +1384,7 @@ class Client:
     def _retrying(self, hop: str, attempt_once: Callable[[], _T]) -> _T:
         """Run attempt_once with backoff and full jitter for _Retryable failures, bounded in
         attempts (max_attempts) and in total time (RETRY_BUDGET_S)."""
-        import random
-
-        deadline = time.monotonic() + RETRY_BUDGET_S
+        deadline = self._monotonic() + RETRY_BUDGET_S
         attempt = 1
         while True:
             try:
@@ -1392,13 +1394,13 @@ class Client:
                     if attempt > 1:
                         e.message += " (after %d attempts)" % attempt
                     raise
-                delay = random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt))
+                delay = self._random() * min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt)
                 if e.retry_after is not None:
                     delay = max(delay, e.retry_after)
-                if time.monotonic() + delay > deadline:
+                if self._monotonic() + delay > deadline:
                     raise
                 self._log("%s: %s; retrying in %.2f s" % (hop, e, delay))
-                time.sleep(delay)
+                self._sleep(delay)
                 attempt += 1
 
     # -- hop 1: the IoT credentials provider
@@ -1410,9 +1412,10 @@ class Client:
 
     def iot_credentials(self, refused: str | None = None) -> Credentials:
         """Credentials of the role alias's role, from the cache or the credentials provider."""
-        return self._cached(self._iot_key(), self._fetch_iot_credentials, refused)
+        return self._cached(self._iot_key(), self.fetch_iot_credentials, refused)
 
-    def _fetch_iot_credentials(self) -> Credentials:
+    def fetch_iot_credentials(self) -> Credentials:
+        """Hop 1 afresh (with retries), neither reading nor writing the cache."""
         config = self.config
         url = "%s/role-aliases/%s/credentials" % (config.iot_endpoint, config.role_alias)
         headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
@@ -1420,7 +1423,6 @@ class Client:
             headers[_IOT_THING_HEADER] = config.thing_name
 
         def attempt() -> Credentials:
-            self.requests["iot"] += 1
             response = self._transport.send(
                 "iot",
                 "GET",
@@ -1448,18 +1450,33 @@ class Client:
 
     def _assume_role(self, env: Environment) -> Credentials:
         url, body = self._assume_role_request(env)
-        source = self.iot_credentials()
-        refreshed_source = False
+        return self._signed_call(
+            "sts",
+            self.iot_credentials(),
+            lambda source: self._assume_role_once(env, url, body, source),
+            lambda refused: self.iot_credentials(refused=refused.token),
+        )
+
+    def _signed_call(
+        self,
+        hop: str,
+        creds: Credentials,
+        send: Callable[[Credentials], _T],
+        renew: Callable[[Credentials], Credentials] | None,
+    ) -> _T:
+        """send(creds) with retries; when AWS refuses the credentials, renew them once; when it
+        refuses the time stamp, take its clock and sign again, once."""
+        renewed = renew is None
         corrected = False
         while True:
             try:
-                return self._retrying("sts", lambda: self._assume_role_once(env, url, body, source))
+                return self._retrying(hop, lambda: send(creds))
             except _BadCredentials:
-                if refreshed_source:
+                if renewed or renew is None:
                     raise
-                self._log("sts: the IoT credentials were refused; fetching new ones")
-                source = self.iot_credentials(refused=source.token)
-                refreshed_source = True
+                self._log("%s: the credentials were refused; fetching new ones" % hop)
+                creds = renew(creds)
+                renewed = True
             except _ClockSkew as e:
                 if corrected or e.server_time is None:
                     raise
@@ -1486,7 +1503,6 @@ class Client:
         """One signed STS Query API request; an error answer raises its decided error."""
         headers = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8", "User-Agent": USER_AGENT}
         signed = _signed_headers("POST", url, headers, body, creds, "sts", env.region, self.now())
-        self.requests["sts"] += 1
         response = self._transport.send(
             "sts",
             "POST",
@@ -1506,6 +1522,19 @@ class Client:
 
     def _assume_role_once(self, env: Environment, url: str, body: bytes, source: Credentials) -> Credentials:
         return _parse_assume_role(self._sts_call(env, url, body, source).body, self.now())
+
+    def assume_role(self, name: str, source: Credentials) -> Credentials:
+        """Hop 2 afresh for environment ``name``, signed with ``source``: one request, no cache."""
+        env = self.environment(name)
+        if env.direct:
+            raise IotInvokeError("environment %r has no role_arn (one-hop mode)" % name, EX_USAGE, "config")
+        url, body = self._assume_role_request(env)
+        return self._assume_role_once(env, url, body, source)
+
+    def clear_cache(self) -> int:
+        """Remove every cached credential and lock file; returns how many files went."""
+        self._memory.clear()
+        return self._cache.clear()
 
     def caller_identity(self, env: Environment, creds: Credentials) -> str:
         """The ARN STS sees for creds (GetCallerIdentity needs no permission): for the doctor."""
@@ -1542,8 +1571,10 @@ class Client:
         if cached is None or not cached.fresh(self.now()):
             cached = self._cache.get(key)
         if cached is not None and cached.fresh(self.now()) and cached.token != refused:
+            self._log("cache: %s fresh until its refresh point, %s" % (key[:3], _iso8601(cached.expiration)))
             self._memory[key] = cached
             return cached
+        self._log("cache: %s %s" % (key[:3], "refused by AWS" if refused else "absent" if cached is None else "due for refresh"))
         outermost = self._lock_deadline is None
         if outermost:
             self._lock_deadline = time.monotonic() + LOCK_WAIT_S
@@ -1591,10 +1622,12 @@ class Client:
         read_timeout: float | None = None,
         *,
         validate: bool = True,
+        credentials: Credentials | None = None,
     ) -> InvokeResult:
         """Invoke the environment's function with a JSON payload (bytes, sent as they are).
         ``validate=False``: the caller already checked the payload (the CLI does, before reading
-        the configuration), so a payload of up to 6 MB is not parsed twice."""
+        the configuration), so a payload of up to 6 MB is not parsed twice. ``credentials``: sign
+        with these instead of the environment's (cached) ones, and never renew them."""
         from urllib.parse import quote
 
         env = self.environment(name)
@@ -1604,13 +1637,14 @@ class Client:
             _check_payload(payload, invocation_type)
         if log_tail and env.direct:
             raise IotInvokeError(
-                "--log-tail needs role_arn: in one-hop mode the call is cross-account and Lambda refuses "
+                "the log tail needs role_arn: in one-hop mode the call is cross-account and Lambda refuses "
                 "cross-account log access",
                 EX_USAGE,
                 "lambda",
+                reason="cross-account-log",
             )
         if log_tail and invocation_type != "RequestResponse":
-            raise IotInvokeError("--log-tail works with synchronous invokes only", EX_USAGE, "lambda")
+            raise IotInvokeError("the log tail comes with synchronous invokes only", EX_USAGE, "lambda")
         qualifier = qualifier or env.qualifier
         url = "%s/2015-03-31/functions/%s/invocations" % (env.lambda_endpoint, quote(env.function, safe=""))
         if qualifier:
@@ -1627,25 +1661,12 @@ class Client:
         # Nothing runs on a DryRun, so losing its answer is harmless and it may be retried; so may an
         # invoke of a function its owner declared idempotent.
         may_run = invocation_type != "DryRun" and not env.idempotent
-        creds = self.credentials(name)
-        refreshed = False
-        corrected = False
-        while True:
-            try:
-                return self._retrying(
-                    "lambda", lambda: self._invoke_once(env, url, headers, payload, creds, read_timeout, may_run)
-                )
-            except _BadCredentials:
-                if refreshed:
-                    raise
-                self._log("lambda: the cached credentials were refused; fetching new ones")
-                creds = self.credentials(name, refused=creds.token)
-                refreshed = True
-            except _ClockSkew as e:
-                if corrected or e.server_time is None:
-                    raise
-                self._correct_clock(e.server_time)
-                corrected = True
+        return self._signed_call(
+            "lambda",
+            credentials or self.credentials(name),
+            lambda creds: self._invoke_once(env, url, headers, payload, creds, read_timeout, may_run),
+            None if credentials else (lambda refused: self.credentials(name, refused=refused.token)),
+        )
 
     def _invoke_once(
         self,
@@ -1658,7 +1679,6 @@ class Client:
         may_run: bool,
     ) -> InvokeResult:
         signed = _signed_headers("POST", url, headers, payload, creds, "lambda", env.region, self.now())
-        self.requests["lambda"] += 1
         response = self._transport.send(
             "lambda",
             "POST",
@@ -1857,7 +1877,8 @@ def _retry_after(response: _Response) -> float | None:
         seconds = float(value) if value else None
     except ValueError:
         return None
-    return min(seconds, RETRY_BUDGET_S) if seconds is not None and seconds >= 0 and math.isfinite(seconds) else None
+    # Kept as AWS said it (bounded to a day): _retrying never waits beyond its budget, the caller is told.
+    return min(seconds, 86400.0) if seconds is not None and seconds >= 0 and math.isfinite(seconds) else None
 
 
 # Where a reason needs more than AWS's own message: what it means and what to do. {alias}, {thing},
@@ -2235,10 +2256,16 @@ def _run(argv: list[str], stdin: IO[bytes] | None, stdout: IO[bytes] | None, std
     if connect_timeout is not None:
         config.connect_timeout = connect_timeout
     use_cache = not options.get("no_cache") and not options.get("doctor")  # the doctor asks AWS afresh
-    client = Client(config, use_cache=use_cache, verbose=bool(options.get("verbose")), stderr=stderr)
+    log = None
+    if options.get("verbose"):
+        def log(message: str) -> None:
+            _say(stderr, "iotinvoke: " + message + "\n")
+
+        log("config: %s" % config.path)
+    client = Client(config, use_cache=use_cache, log=log)
     if options.get("clear_cache"):
-        removed = client._cache.clear()
-        client._log("cache: removed %d files from %s" % (removed, client._cache.folder))
+        removed = client.clear_cache()
+        client._log("cache: removed %d files" % removed)
         return EX_OK
     name = positional[0]
     client.environment(name)  # unknown environment: exit 64 before any network call
@@ -2401,9 +2428,9 @@ def _doctor(client: Client, name: str, out: IO[str]) -> int:
 
     # Hop 1
     try:
-        iot_creds = client._fetch_iot_credentials()
+        iot_creds = client.fetch_iot_credentials()
     except IotInvokeError as e:
-        return fail("hop 1", e, *_iot_diagnosis(e, config, cert_id))
+        return fail("hop 1", e, *_diagnosis(e, client, env, "the IoT role"))
     line("ok", "hop 1", "credentials from role alias %s, valid until %s" % (config.role_alias, _iso8601(iot_creds.expiration)))
     drift = client.last_drift
     if drift is not None and abs(drift) > CLOCK_SKEW_THRESHOLD_S:
@@ -2424,19 +2451,17 @@ def _doctor(client: Client, name: str, out: IO[str]) -> int:
     if env.direct:
         line("skip", "hop 2", "one-hop mode: no AssumeRole")
     else:
-        url, body = client._assume_role_request(env)
         try:
-            creds = client._assume_role_once(env, url, body, iot_creds)
+            creds = client.assume_role(name, iot_creds)
         except IotInvokeError as e:
-            return fail("hop 2", e, *_sts_diagnosis(e, env, caller_role))
+            return fail("hop 2", e, *_diagnosis(e, client, env, caller_role))
         line("ok", "hop 2", "AssumeRole into %s, valid until %s" % (env.role_arn, _iso8601(creds.expiration)))
 
     # Hop 3, as DryRun: checks the permission, runs nothing.
-    client._memory[client._sts_key(env) if not env.direct else client._iot_key()] = creds
     try:
-        client.invoke(name, b"{}", "DryRun")
+        client.invoke(name, b"{}", "DryRun", credentials=creds)
     except IotInvokeError as e:
-        return fail("hop 3", e, *_lambda_diagnosis(e, env, caller_role))
+        return fail("hop 3", e, *_diagnosis(e, client, env, caller_role))
     line("ok", "hop 3", "DryRun invoke of %s allowed" % env.function)
     if env.direct:
         line("note", "log tail", "--log-tail is refused in one-hop mode: Lambda never returns logs across accounts",
@@ -2444,82 +2469,112 @@ def _doctor(client: Client, name: str, out: IO[str]) -> int:
     return failed[0] if failed else EX_OK
 
 
-def _iot_diagnosis(e: IotInvokeError, config: Config, cert_id: str | None) -> tuple[str, str]:
-    text = e.message
-    describe = "aws iot describe-certificate --certificate-id %s (in the IoT account and region)" % (cert_id or "<id>")
-    if "TLS handshake" in text:
-        return ("the certificate is not registered with AWS IoT in this endpoint's account and region, is not "
-                "active, or its CA is unknown to AWS IoT", describe + "; register or activate it")
-    if "not active" in text:
-        return ("the certificate is inactive or revoked",
-                "aws iot update-certificate --certificate-id %s --new-status ACTIVE" % (cert_id or "<id>"))
-    if "thing_name" in text:
-        return ("the thing named by thing_name is not attached to this certificate",
-                "aws iot attach-thing-principal --thing-name %s --principal <certificate ARN>, or correct "
-                "thing_name in [iot]" % config.thing_name)
-    if "may not assume role alias" in text:
-        return ("the certificate's IoT policy does not allow iot:AssumeRoleWithCertificate on the role alias",
-                "attach an IoT policy allowing iot:AssumeRoleWithCertificate on "
-                "arn:aws:iot:REGION:ACCOUNT:rolealias/%s" % config.role_alias)
-    if e.status == 404:
-        return ("no role alias %r where this endpoint points" % config.role_alias,
-                "aws iot describe-role-alias --role-alias %s; endpoint must be the output of aws iot describe-endpoint "
-                "--endpoint-type iot:CredentialProvider in the same account and region" % config.role_alias)
-    if "Unable to assume the role" in text:
-        return ("the role behind the alias does not exist or does not trust credentials.iot.amazonaws.com",
-                'its trust policy needs {"Principal": {"Service": "credentials.iot.amazonaws.com"}, '
-                '"Action": "sts:AssumeRole"}')
-    if "CredentialDurationSeconds" in text:
-        return ("the role alias asks for longer credentials than the role's MaxSessionDuration",
-                "aws iot update-role-alias --credential-duration-seconds 3600, or raise the role's MaxSessionDuration")
-    if "not trusted" in text:
-        return ("the credentials endpoint's certificate is not trusted: wrong ca, or the clock is far off",
-                "set ca to AmazonRootCA1.pem (or leave it out for certifi's bundle); check the date")
-    return _generic_diagnosis(e)
+# --doctor's advice for each reason: (cause, fix). Fields: {cert_id} {alias} {thing} {role} {role_name}
+# {caller} {caller_name} {function} {condition} {ca}. A reason without a row gets the generic advice.
+_DIAGNOSES: dict[str, tuple[str, str]] = {
+    "certificate-refused": (
+        "the certificate is not registered with AWS IoT in this endpoint's account and region, is not active, "
+        "or its CA is unknown to AWS IoT",
+        "aws iot describe-certificate --certificate-id {cert_id} (in the IoT account and region); register or "
+        "activate it"),
+    "certificate-inactive": (
+        "the certificate is inactive or revoked",
+        "aws iot update-certificate --certificate-id {cert_id} --new-status ACTIVE"),
+    "thing-not-attached": (
+        "the thing named by thing_name is not attached to this certificate",
+        "aws iot attach-thing-principal --thing-name {thing} --principal <certificate ARN>, or correct thing_name "
+        "in [iot]"),
+    "iot-policy-denied": (
+        "the certificate's IoT policy does not allow iot:AssumeRoleWithCertificate on the role alias",
+        "attach an IoT policy allowing iot:AssumeRoleWithCertificate on arn:aws:iot:REGION:ACCOUNT:rolealias/{alias}"),
+    "role-alias-not-found": (
+        "no role alias {alias!r} where this endpoint points",
+        "aws iot describe-role-alias --role-alias {alias}; endpoint must be the output of aws iot describe-endpoint "
+        "--endpoint-type iot:CredentialProvider in the same account and region"),
+    "role-not-assumable": (
+        "the role behind the alias does not exist or does not trust credentials.iot.amazonaws.com",
+        'its trust policy needs {{"Principal": {{"Service": "credentials.iot.amazonaws.com"}}, "Action": "sts:AssumeRole"}}'),
+    "duration-exceeds-role-max": (
+        "the role alias asks for longer credentials than the role's MaxSessionDuration",
+        "aws iot update-role-alias --credential-duration-seconds 3600, or raise the role's MaxSessionDuration"),
+    "tls-untrusted": (
+        "the server's certificate does not chain to the trusted CA file {ca}, or a TLS-inspecting proxy is in the way",
+        "leave ca / ca_bundle unset for the default trust, or point them at AmazonRootCA1.pem; unset a machine-wide "
+        "AWS_CA_BUNDLE that is meant for something else"),
+    "tls-name-mismatch": (
+        "the endpoint's certificate is for another host name: the endpoint is mistyped or belongs to another service",
+        "check the endpoint key; hop 1 needs the output of aws iot describe-endpoint --endpoint-type "
+        "iot:CredentialProvider"),
+    "clock-wrong": (
+        "the board's clock is outside the server certificate's validity: it booted without a real-time clock and "
+        "NTP has not answered yet",
+        "wait for NTP (timedatectl status: System clock synchronized: yes), or start iotinvoke after "
+        "time-sync.target"),
+    "clock-skew": ("the local clock is too far from AWS's", "start NTP before iotinvoke runs"),
+    "dns-failed": ("the endpoint's host name does not resolve: mistyped, or no DNS on this network",
+                   "check the endpoint key against aws iot describe-endpoint / the region; then DNS (resolvectl status)"),
+    "assume-role-denied": (
+        "AWS's answer does not say which of two policies refused: (a) the trust policy of {role} does not allow "
+        "{caller}{condition}, or (b) {caller} is not allowed sts:AssumeRole on {role}",
+        "(a) in the Lambda account: aws iam get-role --role-name {role_name} --query Role.AssumeRolePolicyDocument; "
+        "(b) in the IoT account: aws iam list-role-policies / get-role-policy --role-name {caller_name}"),
+    "invalid-parameter": ("AWS refused a parameter (for AssumeRole with role credentials, role chaining limits "
+                          "DurationSeconds to one hour)", "set duration_seconds to 3600 or less, or leave it out"),
+    "sts-region-disabled": ("STS is not activated in this region for the Lambda account",
+                            "activate the region in the IAM console (Account settings), or set region"),
+    "function-not-found": (
+        "no such function (or version/alias) in that account and region",
+        "aws lambda get-function --function-name {function} in the Lambda account; check function, region and "
+        "qualifier"),
+    "invoke-denied": (
+        "the role {role} is not allowed lambda:InvokeFunction on {function}",
+        "give the role an identity policy allowing lambda:InvokeFunction on the function's ARN (and ARN:*)"),
+    "invoke-denied-direct": (
+        "one-hop mode needs both: the function's resource policy naming {caller}, and that role's own permission "
+        "lambda:InvokeFunction on the function",
+        "aws lambda add-permission --function-name {function} --statement-id iotinvoke --action "
+        "lambda:InvokeFunction --principal {caller}"),
+    "invoke-denied-identity": (
+        "the function's resource policy allows {caller}, but that role's own permissions do not allow "
+        "lambda:InvokeFunction on the function",
+        "in the IoT account, allow lambda:InvokeFunction on {function} (and :*) for {caller}"),
+    "function-not-ready": ("the function is Pending or Inactive (or being updated); Lambda makes it Active by itself",
+                           "retry in a minute; aws lambda get-function --function-name {function} --query "
+                           "Configuration.State"),
+    "proxy-auth": ("the proxy refused the user and password in HTTPS_PROXY", "correct HTTPS_PROXY"),
+    "proxy-failed": ("the proxy could not reach the endpoint", "check the proxy, and NO_PROXY for endpoints it must not carry"),
+}
 
 
-def _sts_diagnosis(e: IotInvokeError, env: Environment, caller_role: str) -> tuple[str, str]:
-    role = str(env.role_arn)
-    if e.code == "AccessDenied":
-        condition = " with the ExternalId condition %r" % env.external_id if env.external_id else ""
-        return ("AWS's answer does not say which of two policies refused: (a) the trust policy of %s does not "
-                "allow %s%s, or (b) %s is not allowed sts:AssumeRole on %s" % (role, caller_role, condition, caller_role, role),
-                "(a) in the Lambda account: aws iam get-role --role-name %s --query Role.AssumeRolePolicyDocument; "
-                "(b) in the IoT account: aws iam list-role-policies / get-role-policy --role-name %s"
-                % (role.rsplit("/", 1)[-1], caller_role.rsplit("/", 1)[-1]))
-    if e.code == "ValidationError" and "DurationSeconds" in e.message:
-        return ("AssumeRole with role credentials is role chaining, limited to one hour",
-                "set duration_seconds to 3600 or less, or leave it out")
-    return _generic_diagnosis(e)
-
-
-def _lambda_diagnosis(e: IotInvokeError, env: Environment, caller_role: str) -> tuple[str, str]:
-    if e.exit_code == EX_NOPERM and e.code == "AccessDeniedException":
-        # Lambda says which policy type refused ("because no resource-based policy allows ...").
-        if env.direct and "no identity-based policy" in e.message:
-            return ("the function's resource policy allows %s, but that role's own permissions do not allow "
-                    "lambda:InvokeFunction on the function" % caller_role,
-                    "in the IoT account, allow lambda:InvokeFunction on %s (and :*) for %s" % (env.function, caller_role))
-        if env.direct:
-            return ("one-hop mode needs both: the function's resource policy naming %s, and that role's own "
-                    "permission lambda:InvokeFunction on the function" % caller_role,
-                    "aws lambda add-permission --function-name %s --statement-id iotinvoke --action "
-                    "lambda:InvokeFunction --principal %s" % (env.function, caller_role))
-        return ("the role %s is not allowed lambda:InvokeFunction on %s" % (env.role_arn, env.function),
-                "give the role an identity policy allowing lambda:InvokeFunction on the function's ARN (and ARN:*)")
-    if e.status == 404:
-        return ("no such function (or version/alias) in that account and region",
-                "aws lambda get-function --function-name %s in the Lambda account; check function, region and "
-                "qualifier" % env.function)
-    return _generic_diagnosis(e)
-
-
-def _generic_diagnosis(e: IotInvokeError) -> tuple[str, str]:
-    if isinstance(e, _ClockSkew) or "Signature expired" in e.message or "not yet current" in e.message:
-        return ("the local clock is too far from AWS's", "start NTP before iotinvoke runs")
-    if e.exit_code == EX_TEMPFAIL:
-        return ("the network, a proxy, or AWS itself failed", "check connectivity and HTTPS_PROXY / NO_PROXY, then retry")
-    return ("see the error above", EXIT_CODES.get(e.exit_code, ""))
+def _diagnosis(e: IotInvokeError, client: Client, env: Environment, caller_role: str) -> tuple[str, str]:
+    """(cause, fix) for a failure of the doctor's checks, from its reason."""
+    reason = e.reason
+    if reason == "invoke-denied" and env.direct:
+        # Lambda says which policy type refused ("because no identity-based policy allows ...").
+        reason = "invoke-denied-identity" if "no identity-based policy" in e.message else "invoke-denied-direct"
+    row = _DIAGNOSES.get(reason)
+    if row is None:
+        if e.exit_code == EX_TEMPFAIL:
+            return ("the network, a proxy, or AWS itself failed", "check connectivity and HTTPS_PROXY / NO_PROXY, then retry")
+        if e.hop == "lambda" and e.exit_code == EX_UNAVAILABLE:
+            return ("Lambda could not set up the function (%s): a problem of the function's configuration" % reason,
+                    "the function's owner: aws lambda get-function --function-name %s" % env.function)
+        return ("see the error above", EXIT_CODES.get(e.exit_code, ""))
+    config = client.config
+    ca = (env.ca_bundle or "the default trust") if e.hop != "iot" else (config.ca or "the default trust")
+    fields = {
+        "cert_id": _certificate_id(config.cert) or "<id>",
+        "alias": config.role_alias,
+        "thing": config.thing_name,
+        "role": env.role_arn,
+        "role_name": str(env.role_arn).rsplit("/", 1)[-1],
+        "caller": caller_role,
+        "caller_name": caller_role.rsplit("/", 1)[-1],
+        "function": env.function,
+        "condition": " with the ExternalId condition %r" % env.external_id if env.external_id else "",
+        "ca": ca,
+    }
+    return row[0].format(**fields), row[1].format(**fields)
 
 
 def _role_of_session(arn: str) -> str:

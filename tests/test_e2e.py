@@ -287,7 +287,12 @@ def test_exit_74_invoke_answer_lost_is_never_resent(aws: StandIn, cache: Path) -
 def test_verbose_says_what_happens(aws: StandIn, cache: Path) -> None:
     result = call(aws, cache, "-v", "dev", "{}")
     assert result.code == 0
-    assert [line.split(":")[1].strip() for line in result.lines] == ["iot", "sts", "lambda"]
+    assert [line.split(":")[1].strip() for line in result.lines] == ["config", "cache", "cache", "iot", "sts", "lambda"]
+    assert result.lines[0] == f"iotinvoke: config: {aws.config_path}"
+    assert result.lines[1:3] == ["iotinvoke: cache: sts absent", "iotinvoke: cache: iot absent"]
+    warm = call(aws, cache, "-v", "dev", "{}")
+    assert warm.lines[1].startswith("iotinvoke: cache: sts fresh until its refresh point")
+    assert [line.split(":")[1].strip() for line in warm.lines] == ["config", "cache", "lambda"]
 
 
 def test_the_secret_scan_has_secrets_to_look_for(aws: StandIn, cache: Path) -> None:
