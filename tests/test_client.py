@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from urllib3 import HTTPHeaderDict
+from urllib3._collections import HTTPHeaderDict  # in urllib3 1.26 and 2.x alike
 
 import iotinvoke as ii
 
