@@ -17,6 +17,9 @@ SCRIPT = ROOT / "iotinvoke.py"
 # environment for one run; the tests themselves keep running on sys.executable.
 PYTHON = os.environ.get("IOTINVOKE_TEST_PYTHON") or sys.executable
 OUTPUTS: list[bytes] = []
+# What the stand-in's function ADCCrossAccountTest (environment dev) answers: the seed article's
+# function, byte for byte as Lambda returns a Python handler's dict.
+SEED_ANSWER = b'{"statusCode": 200, "body": "\\"Hello from Lambda cross account test!\\""}'
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """scripts/example.c, the C caller, compiled with gcc and run against the local stand-in of AWS.
 
-It runs the real iotinvoke.py as its subprocess (sys.executable as PYTHON), exactly as a program
+It runs the real iotinvoke.py as its subprocess (cli.PYTHON as interpreter), exactly as a program
 on a board would: payload on the child's stdin, response from its stdout, branch on exit status.
 A few cases use a small Python script in place of iotinvoke.py to drive the C program's own
 edge cases (a child that writes a lot before reading, an oversized answer, a killed child).
@@ -11,19 +11,19 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from cli import OUTPUTS, ROOT, SCRIPT, Run, environment
+from cli import OUTPUTS, PYTHON, ROOT, SCRIPT, SEED_ANSWER, Run, environment
 from standin import StandIn
 
 SOURCE = ROOT / "scripts" / "example.c"
-SEED_ANSWER = b'{"statusCode": 200, "body": "\\"Hello from Lambda cross account test!\\""}'
 FN = "arn:aws:lambda:ap-northeast-1:111111111111:function"
 TOOLS_ROLE = "arn:aws:iam::111111111111:role/iotinvoke-tools"
 CFLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-D_POSIX_C_SOURCE=200809L", "-O2"]
+# This module's own stand-in, with an environment whose function raises.
+pytestmark = pytest.mark.own_standin(config=f"\n[fail]\nfunction = {FN}:iotinvoke-tools-fail\nrole_arn = {TOOLS_ROLE}\n")
 
 
 @pytest.fixture(scope="module")
@@ -37,24 +37,10 @@ def example(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return binary
 
 
-@pytest.fixture(scope="module")
-def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandIn]:
-    with StandIn(tmp_path_factory.mktemp("standin")) as stand_in:
-        extra = f"\n[fail]\nfunction = {FN}:iotinvoke-tools-fail\nrole_arn = {TOOLS_ROLE}\n"
-        stand_in.config_path.write_text(stand_in.config_path.read_text() + extra)
-        yield stand_in
-
-
 @pytest.fixture
-def cache(tmp_path: Path, aws: StandIn) -> Iterator[Path]:
-    """A fresh credential cache for each test, and a stand-in with no faults and zeroed counters."""
-    aws.clear_faults()
-    aws.reset_counts()
-    aws.clock_offset_s = 0.0
-    errors_before = len(aws.server_errors)
-    yield tmp_path / "cache"
-    aws.clear_faults()
-    assert aws.server_errors[errors_before:] == [], "the stand-in itself failed"
+def cache(tmp_path: Path) -> Path:
+    """A fresh credential cache for each test."""
+    return tmp_path / "cache"
 
 
 def run_c(
@@ -69,7 +55,7 @@ def run_c(
     timeout: float = 120,
 ) -> Run:
     environ = environment(cache, env)
-    argv = [*wrapper, str(binary), "-p", sys.executable, "-s", str(script)]
+    argv = [*wrapper, str(binary), "-p", PYTHON, "-s", str(script)]
     if config is not None:
         argv += ["-c", str(config)]
     argv += [str(a) for a in args]

@@ -9,6 +9,8 @@ import pytest
 import iotinvoke
 from iotinvoke import EX_CONFIG, ConfigError, load_config
 
+pytestmark = pytest.mark.in_process  # never starts the CLI: not run again with the CLI on Python 3.9
+
 IOT = """\
 [iot]
 endpoint = c2abcdexample.credentials.iot.ap-northeast-1.amazonaws.com

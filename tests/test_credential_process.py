@@ -10,29 +10,22 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from cli import SCRIPT, environment
+from cli import PYTHON, SCRIPT, SEED_ANSWER, environment
 from standin import StandIn
 
-SEED_ANSWER = {"statusCode": 200, "body": '"Hello from Lambda cross account test!"'}
 FUNCTION = "arn:aws:lambda:ap-northeast-1:111111111111:function:ADCCrossAccountTest"
-
-
-@pytest.fixture(scope="module")
-def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandIn]:
-    with StandIn(tmp_path_factory.mktemp("standin")) as stand_in:
-        yield stand_in
+pytestmark = pytest.mark.own_standin()  # a stand-in no other module touches
 
 
 @pytest.fixture
 def profile(aws: StandIn, tmp_path: Path) -> dict[str, str]:
     """Environment for an AWS tool whose profile iot-dev gets its credentials from iotinvoke."""
     config = tmp_path / "aws-config"
-    command = f"{sys.executable} {SCRIPT} --config {aws.config_path} --credential-process dev"
+    command = f"{PYTHON} {SCRIPT} --config {aws.config_path} --credential-process dev"
     config.write_text(f"[profile iot-dev]\ncredential_process = {command}\nregion = ap-northeast-1\n")
     env = environment(tmp_path / "cache")
     env.update(AWS_CONFIG_FILE=str(config), AWS_SHARED_CREDENTIALS_FILE=os.devnull, AWS_PROFILE="iot-dev")
@@ -52,7 +45,7 @@ print(frozen.access_key)
     done = subprocess.run([sys.executable, "-c", program], env=profile, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     payload, access_key = done.stdout.splitlines()
-    assert json.loads(payload) == SEED_ANSWER
+    assert json.loads(payload) == json.loads(SEED_ANSWER)
     assert aws.invocations[-1]["event"] == {"via": "botocore"}
     assert aws.invocations[-1]["caller_arn"].startswith("arn:aws:sts::111111111111:assumed-role/iotinvoke-dev/")
     # The same credentials iotinvoke itself cached: the tools share one cache.
@@ -73,7 +66,7 @@ def test_aws_cli_invokes_with_iotinvoke_credentials(aws: StandIn, profile: dict[
         env=profile, capture_output=True, text=True, timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    assert json.loads(out.read_text()) == SEED_ANSWER
+    assert json.loads(out.read_text()) == json.loads(SEED_ANSWER)
     assert aws.invocations[-1]["event"] == {"via": "aws-cli"}
 
 

@@ -533,6 +533,8 @@ import botocore.auth as botocore_auth  # noqa: E402  (botocore is a runtime depe
 from botocore.awsrequest import AWSRequest  # noqa: E402
 from botocore.credentials import Credentials  # noqa: E402
 
+pytestmark = pytest.mark.tooling  # not iotinvoke's own tests: run once, with current releases
+
 BOTO_KEY, BOTO_SECRET, BOTO_TOKEN = "ASIAEXAMPLEKEY000001", "botoSecret/with+chars", "FwoGZXIvYXdzEXAMPLE//token+=="
 
 
