@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cli import PYTHON, SCRIPT, SEED_ANSWER, environment
+from cli import PYTHON, ROOT, SCRIPT, SEED_ANSWER, environment
 from standin import StandIn
 
 FUNCTION = "arn:aws:lambda:ap-northeast-1:111111111111:function:ADCCrossAccountTest"
@@ -77,3 +78,22 @@ def test_failure_is_reported_to_the_tool(aws: StandIn, profile: dict[str, str], 
     done = subprocess.run([sys.executable, "-c", program], env=profile, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert "AccessDenied" in done.stderr and "iotinvoke: sts:" in done.stderr
+
+
+def test_the_readmes_credential_process_line_works(aws: StandIn, tmp_path: Path) -> None:
+    # README's line, with this repository as the install folder and this test's interpreter.
+    line = re.search(r"^credential_process = (.+)$", (ROOT / "README.md").read_text(), re.M)
+    assert line, "README lost its credential_process example"
+    command = line.group(1).replace("/usr/local/lib/iotinvoke", str(ROOT)).replace("python3 ", f"{PYTHON} ", 1)
+    assert command != line.group(1) and "--credential-process dev" in command
+    config = tmp_path / "aws-config"
+    config.write_text(f"[profile iot-dev]\ncredential_process = {command}\nregion = ap-northeast-1\n")
+    env = environment(tmp_path / "cache", {"IOTINVOKE_CONFIG": str(aws.config_path)})
+    env.update(AWS_CONFIG_FILE=str(config), AWS_SHARED_CREDENTIALS_FILE=os.devnull, AWS_PROFILE="iot-dev")
+    program = "import botocore.session; print(botocore.session.Session().get_credentials().get_frozen_credentials().access_key)"
+    # Not from this repository's folder: python -m would find iotinvoke there without PYTHONPATH.
+    done = subprocess.run([sys.executable, "-c", program], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    cached = [json.loads(p.read_text()) for p in (tmp_path / "cache").glob("sts-*.json")]
+    assert [entry["AccessKeyId"] for entry in cached] == [done.stdout.strip()]
