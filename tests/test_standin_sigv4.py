@@ -435,7 +435,8 @@ def test_http_date_header_is_accepted_when_signed() -> None:
 
 
 def test_expired_wording_matches_aws() -> None:
-    # Times of the Lambda report quoted in aws-wire.md section 4.
+    # Times of a Lambda InvalidSignatureException reported publicly (serverless/serverless#27,
+    # aws/aws-cli#4600): "Signature expired: 20150806T131223Z is now earlier than ...".
     when = datetime(2015, 8, 6, 13, 12, 23, tzinfo=timezone.utc)
     err = refusal(signed(when=when), now=datetime(2015, 8, 6, 13, 20, 34, tzinfo=timezone.utc), window_s=300)
     assert (err.kind, err.message) == (
