@@ -12,6 +12,8 @@ import pytest
 
 import iotinvoke as ii
 
+pytestmark = pytest.mark.in_process  # never starts the CLI: not run again with the CLI on Python 3.9
+
 NOW = 1_700_000_000.0
 
 

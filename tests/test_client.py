@@ -12,6 +12,8 @@ from urllib3._collections import HTTPHeaderDict  # in urllib3 1.26 and 2.x alike
 
 import iotinvoke as ii
 
+pytestmark = pytest.mark.in_process  # never starts the CLI: not run again with the CLI on Python 3.9
+
 NOW = 1_800_000_000.0
 STS_OK = (
     "<AssumeRoleResponse><AssumeRoleResult><Credentials><AccessKeyId>ASIASTS</AccessKeyId>"

@@ -9,36 +9,24 @@ import base64
 import json
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from cli import OUTPUTS, Run, run
+from cli import OUTPUTS, SEED_ANSWER, Run, run
 from standin import StandIn
 
-SEED_ANSWER = b'{"statusCode": 200, "body": "\\"Hello from Lambda cross account test!\\""}'
 FN = "arn:aws:lambda:ap-northeast-1:111111111111:function"
 TOOLS_ROLE = "arn:aws:iam::111111111111:role/iotinvoke-tools"
-
-
-@pytest.fixture(scope="module")
-def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandIn]:
-    with StandIn(tmp_path_factory.mktemp("standin")) as stand_in:
-        config = stand_in.config_path.read_text()
-        extra = "".join(
-            f"\n[{name}]\nfunction = {FN}:iotinvoke-tools-{name}\nrole_arn = {TOOLS_ROLE}\n"
-            for name in ("fail", "sleep", "print", "size")
-        )
-        stand_in.config_path.write_text(config + extra)
-        yield stand_in
+# This module's own stand-in, with four environments for the test functions (fail, sleep, print, size).
+pytestmark = pytest.mark.own_standin(config="".join(
+    f"\n[{name}]\nfunction = {FN}:iotinvoke-tools-{name}\nrole_arn = {TOOLS_ROLE}\n"
+    for name in ("fail", "sleep", "print", "size")
+))
 
 
 @pytest.fixture
-def cache(tmp_path: Path, aws: StandIn) -> Path:
-    aws.clear_faults()
-    aws.reset_counts()
-    aws.clock_offset_s = 0.0
+def cache(tmp_path: Path) -> Path:
     return tmp_path / "cache"
 
 

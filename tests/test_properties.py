@@ -9,8 +9,11 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+import pytest
 
 import iotinvoke as ii
+
+pytestmark = pytest.mark.in_process  # never starts the CLI: not run again with the CLI on Python 3.9
 
 NOW = 1_700_000_000.0
 PROTOCOL_OR_OK = {ii.EX_PROTOCOL}

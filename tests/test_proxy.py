@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 import iotinvoke
-from cli import run
+from cli import SEED_ANSWER, run
 from standin import StandIn
 
-SEED_ANSWER = b'{"statusCode": 200, "body": "\\"Hello from Lambda cross account test!\\""}'
+pytestmark = pytest.mark.own_standin()  # a stand-in no other module touches
 
 
 class ConnectProxy:
@@ -79,12 +79,6 @@ class ConnectProxy:
 
     def close(self) -> None:
         self._server.close()
-
-
-@pytest.fixture(scope="module")
-def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandIn]:
-    with StandIn(tmp_path_factory.mktemp("standin")) as stand_in:
-        yield stand_in
 
 
 @pytest.fixture
