@@ -60,19 +60,28 @@ EX_PROTOCOL = 76  # a response that could not be understood
 EX_NOPERM = 77  # permission denied at some hop
 EX_CONFIG = 78  # configuration file missing or invalid
 
-EXIT_CODES = {
-    EX_OK: "invoked; the function reported no error",
-    EX_FUNCTION_ERROR: "the function reported an error; its payload is on stdout",
-    EX_USAGE: "bad command line or unknown environment",
-    EX_DATAERR: "payload is not valid JSON or is over Lambda's size limit",
-    EX_NOINPUT: "certificate, key, CA or payload file missing or unreadable",
-    EX_UNAVAILABLE: "permanent refusal (not found, invalid parameter)",
+EXIT_CODES = {  # README's exit-status table is generated from this (tests/test_exit_status.py)
+    EX_OK: "invoked; the function reported no error (`--event`: accepted; `--dry-run`: allowed)",
+    EX_FUNCTION_ERROR: "the function ran and reported an error (`X-Amz-Function-Error`); its payload is on stdout",
+    EX_USAGE: "bad command line or unknown environment; standard output closed before a synchronous invoke "
+    "(nothing sent)",
+    EX_DATAERR: "payload empty, not JSON in UTF-8 (RFC 8259), or over Lambda's size limit; or Lambda refused it",
+    EX_NOINPUT: "certificate, key, CA or payload file missing or unreadable; standard input closed",
+    EX_UNAVAILABLE: "permanent refusal that retrying won't fix: role alias or function not found, invalid parameter, "
+    "a set-up failure of the function only its owner can fix (KMS, VPC, runtime), an untrusted or misnamed "
+    "server certificate",
     EX_SOFTWARE: "internal error",
-    EX_IOERR: "invoke sent but the answer was lost: the function may have run",
-    EX_TEMPFAIL: "transient failure, safe to retry later",
-    EX_PROTOCOL: "a response that could not be understood",
-    EX_NOPERM: "permission denied at some hop",
-    EX_CONFIG: "configuration missing or invalid",
+    EX_IOERR: "the invoke was sent and the function may have run, but its answer was lost, cut short, or Lambda "
+    "failed after accepting it; never re-sent (unless the environment is `idempotent`); also standard output "
+    "failing after the function ran",
+    EX_TEMPFAIL: "transient, and nothing ran: network before sending, throttling, function not ready, AWS server "
+    "errors of hops 1-2, a wrong clock at boot; safe to retry later (the line may say how long to wait)",
+    EX_PROTOCOL: "an answer that could not be understood (garbled, compressed, oversized); on hop 3 the function "
+    "may have run",
+    EX_NOPERM: "permission denied at some hop (certificate refused, AccessDenied, expired or invalid token, "
+    "clock refused by AWS)",
+    EX_CONFIG: "configuration file missing or invalid; HTTPS_PROXY malformed or its credentials refused",
+    130: "interrupted (SIGINT)",
 }
 
 # --- Limits and defaults ---------------------------------------------------------------------------
@@ -93,6 +102,7 @@ MAX_ASYNC_PAYLOAD_BYTES = 1048576  # Lambda Event invokes: 1 MB
 MAX_CLIENT_CONTEXT_BYTES = 3583  # base64 text, Lambda's documented limit
 REFRESH_MARGIN_S = 300.0  # refresh 5 min before expiry (aws-c-auth, Greengrass), ...
 REFRESH_MARGIN_FRACTION = 0.5  # ... but never more than half the lifetime (short role aliases)
+MAX_CLOCK_OFFSET_S = 100 * 365 * 86400.0  # a board at 1970 is 56 years behind; more is garbage
 MIN_FALLBACK_VALIDITY_S = 30.0  # a failed refresh may fall back to credentials valid this long
 CHAINED_ROLE_MAX_DURATION_S = 3600  # AssumeRole with role credentials is role chaining: <= 1 h
 LOCK_WAIT_S = 20.0  # a process holding a cache lock longer than this is presumed stuck
@@ -333,9 +343,9 @@ def _decide(hop: str, status: int, code: str | None) -> tuple[int, str, bool]:
         return EX_NOPERM, "denied", False
     if status == 404:
         return EX_UNAVAILABLE, "not-found", False
-    if 400 <= status < 500:
+    if 400 <= status < 500 and code:
         return EX_UNAVAILABLE, "refused", False
-    return EX_PROTOCOL, "unexpected-answer", False
+    return EX_PROTOCOL, "unexpected-answer", False  # no error code: not an AWS error answer
 
 
 # --- Configuration ---------------------------------------------------------------------------------
@@ -782,13 +792,6 @@ class _Cache:
             },
         )
 
-    def drop(self, key: str) -> None:
-        if self.folder:
-            try:
-                os.unlink(self._path(key))
-            except OSError:
-                pass
-
     def clear(self) -> int:
         """Remove every entry and lock file; returns how many files went."""
         removed = 0
@@ -803,20 +806,22 @@ class _Cache:
                     pass
         return removed
 
-    def lock(self, key: str) -> _Lock:
-        return _Lock(self._path(key + ".lock") if self.folder else None, self._log)
+    def lock(self, key: str, deadline: float) -> _Lock:
+        return _Lock(self._path(key + ".lock") if self.folder else None, self._log, deadline)
 
 
 class _Lock:
     """An exclusive flock on a per-entry lock file, so that concurrent cold starts fetch once.
 
     The kernel drops a flock when its holder dies, so a killed process leaves no stale lock; a
-    holder that hangs is waited for at most LOCK_WAIT_S, after which we go on without the lock.
+    holder that hangs is waited for until ``deadline`` (monotonic), after which we go on without
+    the lock. Nested locks of one call share one deadline, so the wait is LOCK_WAIT_S in all.
     """
 
-    def __init__(self, path: str | None, log: Callable[[str], None]) -> None:
+    def __init__(self, path: str | None, log: Callable[[str], None], deadline: float) -> None:
         self._path = path
         self._log = log
+        self._deadline = deadline
         self._fd: int | None = None
 
     def __enter__(self) -> _Lock:
@@ -829,13 +834,12 @@ class _Lock:
         except OSError as e:
             self._log("cache: cannot open lock %s (%s): going on unlocked" % (self._path, _os_reason(e)))
             return self
-        deadline = time.monotonic() + LOCK_WAIT_S
         while True:
             try:
                 fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 return self
             except OSError:
-                if time.monotonic() > deadline:
+                if time.monotonic() > self._deadline:
                     self._log("cache: lock %s held for over %.0f s: going on unlocked" % (self._path, LOCK_WAIT_S))
                     return self
                 time.sleep(LOCK_POLL_S)
@@ -861,15 +865,17 @@ class _Response:
 class _Transport:
     """urllib3 pools, one per TLS set-up (CA file, client certificate, proxy), reused across hops and calls.
 
-    Every request is sent on a connection opened beforehand: a failure while connecting (DNS, TCP,
-    proxy tunnel, TLS handshake) proves nothing was sent, whatever exception the urllib3 version
-    raises for it; any failure after that may come after the server acted on the request.
+    The pools' connections note when they are ready to carry a request (connected, tunnelled, TLS
+    handshake done, or reused): a failure before that proves nothing was sent, whatever exception
+    the urllib3 version raises for it; any failure after that may come after the server acted.
     """
 
     def __init__(self, connect_timeout: float, log: Callable[[str], None]) -> None:
         self.connect_timeout = connect_timeout
         self._log = log
         self._managers: dict[tuple[str | None, str | None, str | None, str | None], urllib3.PoolManager] = {}
+        self._ready: list[Any] = []  # connections that became ready during the current request
+        self._pool_class: Any = None
 
     def _manager(self, ca: str | None, client_cert: tuple[str, str] | None, url: str) -> urllib3.PoolManager:
         proxy = _proxy_for(url)
@@ -893,8 +899,34 @@ class _Transport:
                 headers = urllib3.make_headers(proxy_basic_auth=auth) if auth is not None else None
                 self._log("proxy: %s through %s" % (host, bare))
                 manager = urllib3.ProxyManager(bare, proxy_headers=headers, **options)
+            manager.pool_classes_by_scheme = dict(manager.pool_classes_by_scheme, https=self._pool())
             self._managers[key] = manager
         return manager
+
+    def _pool(self) -> Any:
+        """An HTTPSConnectionPool whose connections report to self._ready (urllib3 1.26 and 2.x alike)."""
+        if self._pool_class is None:
+            from urllib3.connection import HTTPSConnection
+            from urllib3.connectionpool import HTTPSConnectionPool
+
+            ready = self._ready
+
+            class _Connection(HTTPSConnection):
+                def connect(self) -> None:
+                    super().connect()
+                    ready.append(self)
+
+            class _Pool(HTTPSConnectionPool):
+                ConnectionCls = _Connection
+
+                def _get_conn(self, timeout: float | None = None) -> Any:
+                    connection = super()._get_conn(timeout)
+                    if getattr(connection, "sock", None) is not None:
+                        ready.append(connection)  # a kept-alive connection: sending starts at once
+                    return connection
+
+            self._pool_class = _Pool
+        return self._pool_class
 
     def send(
         self,
@@ -922,18 +954,7 @@ class _Transport:
 
         manager = self._manager(ca, client_cert, url)
         started = time.monotonic()
-        pool = manager.connection_from_url(url)
-        connection: Any = pool._get_conn()
-        try:
-            if connection.sock is None:
-                connection.timeout = self.connect_timeout
-                connection.connect()
-        except Exception as e:
-            connection.close()
-            pool._put_conn(connection)
-            raise _connect_error(hop, url, e, client_cert is not None, ca, ca_source) from None
-        pool._put_conn(connection)  # the pool hands out the connection just returned (LIFO)
-
+        self._ready.clear()
         timer = None
         expired: list[bool] = []
         if deadline_s is not None:
@@ -941,23 +962,22 @@ class _Transport:
 
             def expire() -> None:
                 expired.append(True)
-                _abort(connection)
+                for connection in self._ready:
+                    _abort(connection)
 
-            timer = threading.Timer(deadline_s, expire)
+            timer = threading.Timer(self.connect_timeout + deadline_s, expire)
             timer.daemon = True
             timer.start()
         response = None
         try:
-            path = url.split("/", 3)[3] if url.count("/") >= 3 else ""
-            response = pool.urlopen(
+            response = manager.request(
                 method,
-                "/" + path,
+                url,
                 body=body,
                 headers=dict(headers, **{"Accept-Encoding": "identity"}),
                 timeout=urllib3.Timeout(connect=self.connect_timeout, read=read_timeout),
                 retries=False,
                 redirect=False,
-                assert_same_host=False,
                 preload_content=False,
                 decode_content=False,
                 enforce_content_length=True,
@@ -976,14 +996,18 @@ class _Transport:
             ):
                 raise _Truncated("the answer ended after %d of %s bytes" % (len(data), _short(length, 20)))
         except _Unreadable as e:
-            connection.close()
+            if response is not None:
+                response.close()
             text = e.args[0] + ": refused"
             if may_run:
                 text += "; the function may have run (not retried automatically)"
             raise IotInvokeError(text, EX_PROTOCOL, hop, response.status if response else None,
                                  reason=e.reason) from None
         except Exception as e:
-            connection.close()
+            if response is not None:
+                response.close()
+            if not self._ready:  # never connected: nothing was sent
+                raise _connect_error(hop, url, e, client_cert is not None, ca, ca_source) from None
             raise _exchange_error(hop, url, e, client_cert is not None, may_run, bool(expired), deadline_s) from None
         finally:
             if timer is not None:
@@ -1197,7 +1221,7 @@ def _connect_error(hop: str, url: str, error: BaseException, mutual: bool, ca: s
         return _Retryable("cannot resolve %s: %s" % (host, text), EX_TEMPFAIL, hop, reason="dns-failed")
     if "timed out" in str(error).lower() or isinstance(error, socket.timeout):
         return _Retryable("connecting to %s timed out" % host, EX_TEMPFAIL, hop, reason="connect-timeout")
-    if "SSL" in type(error).__name__ or "ssl" in type(error).__module__:
+    if "SSL" in type(error).__name__ or "ssl" in type(error).__module__ or "_ssl.c" in str(error):
         return _Retryable("the TLS handshake with %s failed: %s" % (host, text), EX_TEMPFAIL, hop,
                           reason="tls-interrupted")
     return _Retryable("cannot connect to %s: %s" % (host, text), EX_TEMPFAIL, hop, reason="connect-failed")
@@ -1286,37 +1310,48 @@ class InvokeResult:
 class Client:
     """Gets credentials (cached) and invokes functions for the environments of a Config.
 
-    ``clock`` returns seconds since the epoch; tests pass their own. The corrected clock is
-    clock() + the stored skew offset, so a board that booted with a wrong date still signs right.
+    ``log`` receives one line per step (never a secret); ``clock`` returns seconds since the epoch,
+    and the corrected clock is clock() plus the stored skew offset, so a board that booted with a
+    wrong date still signs right. ``monotonic``, ``sleep``, ``random`` and ``transport`` are the
+    real ones unless a test passes its own.
     """
 
     def __init__(
         self,
         config: Config,
+        *,
         use_cache: bool = True,
-        verbose: bool = False,
+        log: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.time,
-        stderr: IO[str] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        random: Callable[[], float] | None = None,
+        transport: Any = None,
     ) -> None:
         self.config = config
-        self.verbose = verbose
+        self._log_line = log
         self._clock = clock
-        self._stderr = stderr
-        self.requests = {"iot": 0, "sts": 0, "lambda": 0}
-        self._transport = _Transport(config.connect_timeout, self._log)
+        self._monotonic = monotonic
+        self._sleep = sleep
+        if random is None:
+            import random as random_module
+
+            random = random_module.random
+        self._random = random
+        self._transport = transport or _Transport(config.connect_timeout, self._log)
         folder = _cache_folder(config) if use_cache else None
         self._cache = _Cache(folder, self._log)
         self._cert_digest: str | None = None
         self._memory: dict[str, Credentials] = {}  # for long-lived clients (--stream), and --no-cache
         self.last_drift: float | None = None  # AWS's clock minus ours, at the last answer with a Date
-        offset = self._cache.read_json("clock.json") or {}
-        self.clock_offset = float(offset.get("offset", 0.0)) if isinstance(offset.get("offset"), (int, float)) else 0.0
+        self.clock_offset = _clock_offset(self._cache.read_json("clock.json"))
+        self._lock_deadline: float | None = None  # one bound for all the cache locks of one call
 
     # -- helpers
 
     def _log(self, message: str) -> None:
-        if self.verbose:
-            print("iotinvoke: " + message, file=self._stderr or sys.stderr)
+        if self._log_line is not None:
+            self._log_line(message)
 
     def now(self) -> float:
         """The corrected clock: the local clock plus the skew AWS told us about."""
@@ -1358,9 +1393,7 @@ class Client:
     def _retrying(self, hop: str, attempt_once: Callable[[], _T]) -> _T:
         """Run attempt_once with backoff and full jitter for _Retryable failures, bounded in
         attempts (max_attempts) and in total time (RETRY_BUDGET_S)."""
-        import random
-
-        deadline = time.monotonic() + RETRY_BUDGET_S
+        deadline = self._monotonic() + RETRY_BUDGET_S
         attempt = 1
         while True:
             try:
@@ -1370,13 +1403,13 @@ class Client:
                     if attempt > 1:
                         e.message += " (after %d attempts)" % attempt
                     raise
-                delay = random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt))
+                delay = self._random() * min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt)
                 if e.retry_after is not None:
                     delay = max(delay, e.retry_after)
-                if time.monotonic() + delay > deadline:
+                if self._monotonic() + delay > deadline:
                     raise
                 self._log("%s: %s; retrying in %.2f s" % (hop, e, delay))
-                time.sleep(delay)
+                self._sleep(delay)
                 attempt += 1
 
     # -- hop 1: the IoT credentials provider
@@ -1388,9 +1421,10 @@ class Client:
 
     def iot_credentials(self, refused: str | None = None) -> Credentials:
         """Credentials of the role alias's role, from the cache or the credentials provider."""
-        return self._cached(self._iot_key(), self._fetch_iot_credentials, refused)
+        return self._cached(self._iot_key(), self.fetch_iot_credentials, refused)
 
-    def _fetch_iot_credentials(self) -> Credentials:
+    def fetch_iot_credentials(self) -> Credentials:
+        """Hop 1 afresh (with retries), neither reading nor writing the cache."""
         config = self.config
         url = "%s/role-aliases/%s/credentials" % (config.iot_endpoint, config.role_alias)
         headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
@@ -1398,7 +1432,6 @@ class Client:
             headers[_IOT_THING_HEADER] = config.thing_name
 
         def attempt() -> Credentials:
-            self.requests["iot"] += 1
             response = self._transport.send(
                 "iot",
                 "GET",
@@ -1426,18 +1459,33 @@ class Client:
 
     def _assume_role(self, env: Environment) -> Credentials:
         url, body = self._assume_role_request(env)
-        source = self.iot_credentials()
-        refreshed_source = False
+        return self._signed_call(
+            "sts",
+            self.iot_credentials(),
+            lambda source: self._assume_role_once(env, url, body, source),
+            lambda refused: self.iot_credentials(refused=refused.token),
+        )
+
+    def _signed_call(
+        self,
+        hop: str,
+        creds: Credentials,
+        send: Callable[[Credentials], _T],
+        renew: Callable[[Credentials], Credentials] | None,
+    ) -> _T:
+        """send(creds) with retries; when AWS refuses the credentials, renew them once; when it
+        refuses the time stamp, take its clock and sign again, once."""
+        renewed = renew is None
         corrected = False
         while True:
             try:
-                return self._retrying("sts", lambda: self._assume_role_once(env, url, body, source))
+                return self._retrying(hop, lambda: send(creds))
             except _BadCredentials:
-                if refreshed_source:
+                if renewed or renew is None:
                     raise
-                self._log("sts: the IoT credentials were refused; fetching new ones")
-                source = self.iot_credentials(refused=source.token)
-                refreshed_source = True
+                self._log("%s: the credentials were refused; fetching new ones" % hop)
+                creds = renew(creds)
+                renewed = True
             except _ClockSkew as e:
                 if corrected or e.server_time is None:
                     raise
@@ -1464,7 +1512,6 @@ class Client:
         """One signed STS Query API request; an error answer raises its decided error."""
         headers = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8", "User-Agent": USER_AGENT}
         signed = _signed_headers("POST", url, headers, body, creds, "sts", env.region, self.now())
-        self.requests["sts"] += 1
         response = self._transport.send(
             "sts",
             "POST",
@@ -1484,6 +1531,19 @@ class Client:
 
     def _assume_role_once(self, env: Environment, url: str, body: bytes, source: Credentials) -> Credentials:
         return _parse_assume_role(self._sts_call(env, url, body, source).body, self.now())
+
+    def assume_role(self, name: str, source: Credentials) -> Credentials:
+        """Hop 2 afresh for environment ``name``, signed with ``source``: one request, no cache."""
+        env = self.environment(name)
+        if env.direct:
+            raise IotInvokeError("environment %r has no role_arn (one-hop mode)" % name, EX_USAGE, "config")
+        url, body = self._assume_role_request(env)
+        return self._assume_role_once(env, url, body, source)
+
+    def clear_cache(self) -> int:
+        """Remove every cached credential and lock file; returns how many files went."""
+        self._memory.clear()
+        return self._cache.clear()
 
     def caller_identity(self, env: Environment, creds: Credentials) -> str:
         """The ARN STS sees for creds (GetCallerIdentity needs no permission): for the doctor."""
@@ -1520,9 +1580,22 @@ class Client:
         if cached is None or not cached.fresh(self.now()):
             cached = self._cache.get(key)
         if cached is not None and cached.fresh(self.now()) and cached.token != refused:
+            self._log("cache: %s fresh until its refresh point, %s" % (key[:3], _iso8601(cached.expiration)))
             self._memory[key] = cached
             return cached
-        with self._cache.lock(key):
+        self._log("cache: %s %s" % (key[:3], "refused by AWS" if refused else "absent" if cached is None else "due for refresh"))
+        outermost = self._lock_deadline is None
+        if outermost:
+            self._lock_deadline = time.monotonic() + LOCK_WAIT_S
+        try:
+            return self._fetch_locked(key, fetch, refused)
+        finally:
+            if outermost:
+                self._lock_deadline = None
+
+    def _fetch_locked(self, key: str, fetch: Callable[[], Credentials], refused: str | None) -> Credentials:
+        assert self._lock_deadline is not None
+        with self._cache.lock(key, self._lock_deadline):
             # Another process may have refreshed the entry while we waited for the lock.
             current = self._cache.get(key)
             if current is not None and current.token == refused:
@@ -1530,8 +1603,8 @@ class Client:
             if current is None or not current.fresh(self.now()):
                 try:
                     fresh = fetch()
-                except _Retryable:
-                    if current is None or not current.valid(self.now()):
+                except IotInvokeError as e:
+                    if e.exit_code != EX_TEMPFAIL or current is None or not current.valid(self.now()):
                         raise
                     self._log("cache: refresh failed; using credentials valid until %s" % _iso8601(current.expiration))
                 else:
@@ -1558,10 +1631,12 @@ class Client:
         read_timeout: float | None = None,
         *,
         validate: bool = True,
+        credentials: Credentials | None = None,
     ) -> InvokeResult:
         """Invoke the environment's function with a JSON payload (bytes, sent as they are).
         ``validate=False``: the caller already checked the payload (the CLI does, before reading
-        the configuration), so a payload of up to 6 MB is not parsed twice."""
+        the configuration), so a payload of up to 6 MB is not parsed twice. ``credentials``: sign
+        with these instead of the environment's (cached) ones, and never renew them."""
         from urllib.parse import quote
 
         env = self.environment(name)
@@ -1571,13 +1646,14 @@ class Client:
             _check_payload(payload, invocation_type)
         if log_tail and env.direct:
             raise IotInvokeError(
-                "--log-tail needs role_arn: in one-hop mode the call is cross-account and Lambda refuses "
+                "the log tail needs role_arn: in one-hop mode the call is cross-account and Lambda refuses "
                 "cross-account log access",
                 EX_USAGE,
                 "lambda",
+                reason="cross-account-log",
             )
         if log_tail and invocation_type != "RequestResponse":
-            raise IotInvokeError("--log-tail works with synchronous invokes only", EX_USAGE, "lambda")
+            raise IotInvokeError("the log tail comes with synchronous invokes only", EX_USAGE, "lambda")
         qualifier = qualifier or env.qualifier
         url = "%s/2015-03-31/functions/%s/invocations" % (env.lambda_endpoint, quote(env.function, safe=""))
         if qualifier:
@@ -1594,25 +1670,12 @@ class Client:
         # Nothing runs on a DryRun, so losing its answer is harmless and it may be retried; so may an
         # invoke of a function its owner declared idempotent.
         may_run = invocation_type != "DryRun" and not env.idempotent
-        creds = self.credentials(name)
-        refreshed = False
-        corrected = False
-        while True:
-            try:
-                return self._retrying(
-                    "lambda", lambda: self._invoke_once(env, url, headers, payload, creds, read_timeout, may_run)
-                )
-            except _BadCredentials:
-                if refreshed:
-                    raise
-                self._log("lambda: the cached credentials were refused; fetching new ones")
-                creds = self.credentials(name, refused=creds.token)
-                refreshed = True
-            except _ClockSkew as e:
-                if corrected or e.server_time is None:
-                    raise
-                self._correct_clock(e.server_time)
-                corrected = True
+        return self._signed_call(
+            "lambda",
+            credentials or self.credentials(name),
+            lambda creds: self._invoke_once(env, url, headers, payload, creds, read_timeout, may_run),
+            None if credentials else (lambda refused: self.credentials(name, refused=refused.token)),
+        )
 
     def _invoke_once(
         self,
@@ -1625,7 +1688,6 @@ class Client:
         may_run: bool,
     ) -> InvokeResult:
         signed = _signed_headers("POST", url, headers, payload, creds, "lambda", env.region, self.now())
-        self.requests["lambda"] += 1
         response = self._transport.send(
             "lambda",
             "POST",
@@ -1662,6 +1724,17 @@ def _cache_folder(config: Config) -> str | None:
     return os.path.join(home, ".cache", "iotinvoke") if home != "~" else None
 
 
+def _clock_offset(entry: dict[str, Any] | None) -> float:
+    """The stored offset to AWS's clock; anything but a plausible number (NaN, 1e300) counts as none."""
+    import math
+
+    value = (entry or {}).get("offset")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        if abs(value) <= MAX_CLOCK_OFFSET_S:
+            return float(value)
+    return 0.0
+
+
 def _cache_key(*parts: str) -> str:
     import hashlib
 
@@ -1669,19 +1742,40 @@ def _cache_key(*parts: str) -> str:
 
 
 def _check_payload(payload: bytes, invocation_type: str) -> None:
+    """Refuse, before any network call, what Lambda would refuse or misread: Lambda parses the
+    payload as JSON in UTF-8 (RFC 8259), so NaN, Infinity, a byte order mark or UTF-16 text are
+    refused here (Python's json would accept them), and a long integer is accepted (Python's int()
+    would not)."""
     import json
 
     limit = MAX_ASYNC_PAYLOAD_BYTES if invocation_type == "Event" else MAX_SYNC_PAYLOAD_BYTES
     if len(payload) > limit:
         raise IotInvokeError(
-            "payload is %d bytes; Lambda takes at most %d for %s invokes" % (len(payload), limit, invocation_type),
+            "payload is over %d bytes, Lambda's limit for %s invokes" % (limit, invocation_type),
             EX_DATAERR,
             "payload",
+            reason="payload-too-large",
         )
+    if not payload.strip():
+        # AWS would run the function with no event; an empty standard input is far more often a
+        # caller's mistake, so say what to send instead.
+        raise IotInvokeError("payload is empty: pass null or {} to invoke with no event", EX_DATAERR, "payload",
+                             reason="payload-empty")
     try:
-        json.loads(payload)
+        text = payload.decode("utf-8")
+        if text.startswith("\ufeff"):
+            raise ValueError("it starts with a byte order mark (RFC 8259 section 8.1 forbids it)")
+        json.loads(text, parse_int=len, parse_float=len, parse_constant=_not_json)
+    except UnicodeDecodeError as e:
+        raise IotInvokeError("payload is not UTF-8 text (byte %d)" % e.start, EX_DATAERR, "payload",
+                             reason="payload-not-json") from None
     except (ValueError, RecursionError) as e:
-        raise IotInvokeError("payload is not valid JSON: %s" % _short(str(e)), EX_DATAERR, "payload") from None
+        raise IotInvokeError("payload is not valid JSON: %s" % _short(str(e)), EX_DATAERR, "payload",
+                             reason="payload-not-json") from None
+
+
+def _not_json(constant: str) -> None:
+    raise ValueError("%s is not JSON (RFC 8259 has no such number)" % constant)
 
 
 # --- Parsing AWS's answers --------------------------------------------------------------------------
@@ -1704,7 +1798,8 @@ def _parse_iot_credentials(body: bytes, now: float) -> Credentials:
 
 def _check_credentials(creds: Credentials, hop: str) -> None:
     for value in (creds.access_key, creds.secret_key, creds.token):
-        if not isinstance(value, str) or not value or not value.isprintable() or len(value) > 8192:
+        # They go into HTTP headers and the cache: printable ASCII only (a signer fed anything else fails).
+        if not isinstance(value, str) or not value or not value.isascii() or not value.isprintable() or len(value) > 8192:
             raise IotInvokeError("the credentials in the answer are malformed", EX_PROTOCOL, hop, 200)
 
 
@@ -1791,7 +1886,8 @@ def _retry_after(response: _Response) -> float | None:
         seconds = float(value) if value else None
     except ValueError:
         return None
-    return min(seconds, RETRY_BUDGET_S) if seconds is not None and seconds >= 0 and math.isfinite(seconds) else None
+    # Kept as AWS said it (bounded to a day): _retrying never waits beyond its budget, the caller is told.
+    return min(seconds, 86400.0) if seconds is not None and seconds >= 0 and math.isfinite(seconds) else None
 
 
 # Where a reason needs more than AWS's own message: what it means and what to do. {alias}, {thing},
@@ -2003,7 +2099,7 @@ options:
   --no-cache              neither read nor write cached credentials
   --stream                read one JSON payload per line from standard input and write one
                           JSON line per result: {"exit", "status", "function_error",
-                          "payload", "error"}; connections and credentials are reused
+                          "payload", "error", "reason"}; connections and credentials are reused
   --doctor                check each hop for ENV afresh (the invoke as DryRun) and explain
                           what is wrong and how to fix it
   --credential-process    print ENV's credentials in the AWS credential_process format
@@ -2012,9 +2108,14 @@ options:
   --version               print the version
   -h, --help              show this help
 
+environment: IOTINVOKE_CONFIG, IOTINVOKE_CACHE_DIR, AWS_ENDPOINT_URL[_STS|_LAMBDA],
+AWS_CA_BUNDLE, HTTPS_PROXY, NO_PROXY.
+
 exit status: 0 ok, 1 function error (payload on stdout), 64 usage, 65 bad payload,
-66 file missing, 69 refused, 70 internal, 74 invoke answer lost (may have run),
-75 transient (retry later), 76 bad answer, 77 permission denied, 78 bad configuration.
+66 file missing, 69 refused (retrying won't help), 70 internal, 74 invoke sent and its
+answer lost (the function may have run: never re-sent), 75 transient (nothing ran: retry
+later), 76 bad answer, 77 permission denied, 78 bad configuration, 130 interrupted.
+An error line ends with [REASON] or [REASON; retry after N s].
 """
 
 _FLAGS = {
@@ -2052,8 +2153,9 @@ def _parse_args(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
         if arg == "--":
             positional.extend(args)
             break
-        if arg.startswith("-") and arg != "-" and not positional:
-            name, eq, value = arg.partition("=")
+        name, eq, value = arg.partition("=")
+        # Options may follow ENV too; after ENV only known names count, so a payload such as -1 stays one.
+        if arg.startswith("-") and arg != "-" and (not positional or name in _FLAGS or name in _VALUED):
             if name in _FLAGS and not eq:
                 options[_FLAGS[name]] = True
             elif name in _VALUED:
@@ -2070,18 +2172,24 @@ def _parse_args(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
     return options, positional
 
 
-def _read_payload(argument: str | None, stdin: IO[bytes]) -> bytes:
+def _read_payload(argument: str | None, stdin: IO[bytes] | None) -> bytes:
+    """The payload from the argument, '@file' or standard input, read no further than Lambda's limit."""
     if argument is None or argument == "-":
+        if stdin is None:
+            raise IotInvokeError("standard input is closed: pass the payload as an argument", EX_NOINPUT, "payload",
+                                 reason="stdin-closed")
         try:
-            return stdin.read()
+            return stdin.read(MAX_SYNC_PAYLOAD_BYTES + 1)
         except OSError as e:
-            raise IotInvokeError("cannot read the payload from standard input: " + _os_reason(e), EX_NOINPUT, "payload") from None
+            raise IotInvokeError("cannot read the payload from standard input: " + _os_reason(e), EX_NOINPUT, "payload",
+                                 reason="stdin-unreadable") from None
     if argument.startswith("@"):
         try:
             with open(argument[1:], "rb") as f:
                 return f.read(MAX_SYNC_PAYLOAD_BYTES + 1)
         except OSError as e:
-            raise IotInvokeError("payload file %s: %s" % (argument[1:], _os_reason(e)), EX_NOINPUT, "payload") from None
+            raise IotInvokeError("payload file %s: %s" % (argument[1:], _os_reason(e)), EX_NOINPUT, "payload",
+                                 reason="payload-file-unreadable") from None
     try:
         return argument.encode("utf-8")
     except UnicodeEncodeError:  # undecodable bytes in argv arrive as surrogates
@@ -2123,15 +2231,15 @@ def _client_context(text: str | None) -> str | None:
     return encoded
 
 
-def _run(argv: list[str], stdin: IO[bytes], stdout: IO[bytes], stderr: IO[str]) -> int:
+def _run(argv: list[str], stdin: IO[bytes] | None, stdout: IO[bytes] | None, stderr: IO[str]) -> int:
     options, positional = _parse_args(argv)
     # Help and version go to stdout, as users expect of any command (`--help | less`); an invoke
     # never writes anything there but the payload.
     if options.get("help"):
-        stdout.write(USAGE.encode())
+        _write_out(stdout, USAGE.encode(), ran=False)
         return EX_OK
     if options.get("version"):
-        stdout.write(b"iotinvoke " + __version__.encode() + b"\n")
+        _write_out(stdout, b"iotinvoke " + __version__.encode() + b"\n", ran=False)
         return EX_OK
     actions = [a for a in ("credential_process", "clear_cache", "stream", "doctor") if options.get(a)]
     if options.get("clear_cache"):
@@ -2144,7 +2252,7 @@ def _run(argv: list[str], stdin: IO[bytes], stdout: IO[bytes], stderr: IO[str]) 
     if options.get("event") and options.get("dry_run"):
         raise IotInvokeError("--event and --dry-run exclude each other", EX_USAGE)
     if len(positional) > (1 if actions else 2):
-        raise IotInvokeError("too many arguments (see --help); quote the JSON payload", EX_USAGE)
+        raise IotInvokeError("too many arguments (see --help): quote the JSON payload, one argument", EX_USAGE)
     connect_timeout = _timeout_option(options, "connect_timeout")
     read_timeout = _timeout_option(options, "read_timeout")
     invocation_type = "Event" if options.get("event") else "DryRun" if options.get("dry_run") else "RequestResponse"
@@ -2154,15 +2262,24 @@ def _run(argv: list[str], stdin: IO[bytes], stdout: IO[bytes], stderr: IO[str]) 
         # The payload is checked before the configuration or any network call.
         payload = _read_payload(positional[1] if len(positional) > 1 else None, stdin)
         _check_payload(payload, invocation_type)
+        if stdout is None and invocation_type == "RequestResponse":
+            raise IotInvokeError("standard output is closed: the function's answer could not be delivered; "
+                                 "nothing was sent", EX_USAGE, "output", reason="stdout-closed")
 
     config = load_config(options.get("config"))
     if connect_timeout is not None:
         config.connect_timeout = connect_timeout
     use_cache = not options.get("no_cache") and not options.get("doctor")  # the doctor asks AWS afresh
-    client = Client(config, use_cache=use_cache, verbose=bool(options.get("verbose")), stderr=stderr)
+    log = None
+    if options.get("verbose"):
+        def log(message: str) -> None:
+            _say(stderr, "iotinvoke: " + message + "\n")
+
+        log("config: %s" % config.path)
+    client = Client(config, use_cache=use_cache, log=log)
     if options.get("clear_cache"):
-        removed = client._cache.clear()
-        client._log("cache: removed %d files from %s" % (removed, client._cache.folder))
+        removed = client.clear_cache()
+        client._log("cache: removed %d files" % removed)
         return EX_OK
     name = positional[0]
     client.environment(name)  # unknown environment: exit 64 before any network call
@@ -2173,14 +2290,17 @@ def _run(argv: list[str], stdin: IO[bytes], stdout: IO[bytes], stderr: IO[str]) 
         try:
             return _doctor(client, name, report)
         finally:
-            stdout.write(report.getvalue().encode("utf-8"))
+            _write_out(stdout, report.getvalue().encode("utf-8"), ran=False)
     if options.get("credential_process"):
         import json
 
         creds = client.credentials(name)
-        stdout.write(json.dumps(creds.to_json()).encode() + b"\n")
+        _write_out(stdout, json.dumps(creds.to_json()).encode() + b"\n", ran=False)
         return EX_OK
     if options.get("stream"):
+        if stdin is None or stdout is None:
+            raise IotInvokeError("--stream needs standard input and output open", EX_USAGE, "output",
+                                 reason="stream-closed")
         return _stream(client, name, stdin, stdout, bool(options.get("log_tail")), options.get("qualifier"),
                        client_context, read_timeout)
     result = client.invoke(
@@ -2193,15 +2313,52 @@ def _run(argv: list[str], stdin: IO[bytes], stdout: IO[bytes], stderr: IO[str]) 
         read_timeout=read_timeout,
         validate=False,
     )
-    stdout.write(result.payload)
-    stdout.flush()
+    if result.payload:
+        _write_out(stdout, result.payload, ran=True)
     if result.log_result:
-        stderr.write(result.log_result if result.log_result.endswith("\n") else result.log_result + "\n")
+        _say(stderr, result.log_result if result.log_result.endswith("\n") else result.log_result + "\n")
     if result.function_error:
-        stderr.write("iotinvoke: lambda: the function reported an error (%s): %s\n"
-                     % (result.function_error, _function_error_summary(result.payload)))
+        _say(stderr, "iotinvoke: lambda: the function reported an error (%s): %s\n"
+             % (result.function_error, _function_error_summary(result.payload)))
         return EX_FUNCTION_ERROR
     return EX_OK
+
+
+def _write_out(stdout: IO[bytes] | None, data: bytes, ran: bool) -> None:
+    """Write to standard output; a failure is one error, and Python's own flush at exit stays quiet."""
+    try:
+        if stdout is None:
+            raise OSError("it is closed")
+        stdout.write(data)
+        stdout.flush()
+    except (OSError, ValueError) as e:
+        _silence(1)
+        if not ran:
+            raise IotInvokeError("cannot write to standard output: %s" % _os_reason(e), EX_IOERR, "output",
+                                 reason="stdout-failed") from None
+        raise IotInvokeError("cannot write the answer to standard output (%s): the function ran and its answer "
+                             "is lost" % _os_reason(e), EX_IOERR, "output", reason="stdout-failed") from None
+
+
+def _say(stderr: IO[str] | None, text: str) -> None:
+    """Write to standard error; when it is closed or full, the exit status must still tell."""
+    try:
+        if stderr is not None:
+            stderr.write(text)
+            stderr.flush()
+    except (OSError, ValueError):
+        _silence(2)
+
+
+def _silence(fd: int) -> None:
+    """Point a failing standard stream at /dev/null, so Python's flush at exit does not fail again
+    (it would turn the exit status into 120)."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, fd)
+        os.close(null)
+    except OSError:
+        pass
 
 
 def _stream(
@@ -2225,7 +2382,8 @@ def _stream(
         payload = line.strip()
         if not payload:
             continue
-        record: dict[str, Any] = {"exit": EX_OK, "status": None, "function_error": None, "payload": None, "error": None}
+        record: dict[str, Any] = {"exit": EX_OK, "status": None, "function_error": None, "payload": None, "error": None,
+                                  "reason": None}
         try:
             _check_payload(payload, "RequestResponse")
             result = client.invoke(name, payload, log_tail=log_tail, qualifier=qualifier,
@@ -2240,9 +2398,8 @@ def _stream(
             if result.log_result:
                 client._log("lambda: log tail: " + json.dumps(result.log_result))
         except IotInvokeError as e:
-            record.update(exit=e.exit_code, status=e.status, error=str(e))
-        stdout.write(json.dumps(record, separators=(",", ":")).encode() + b"\n")
-        stdout.flush()
+            record.update(exit=e.exit_code, status=e.status, error=str(e), reason=e.reason or None)
+        _write_out(stdout, json.dumps(record, separators=(",", ":")).encode() + b"\n", ran=True)
     return EX_OK
 
 
@@ -2285,9 +2442,9 @@ def _doctor(client: Client, name: str, out: IO[str]) -> int:
 
     # Hop 1
     try:
-        iot_creds = client._fetch_iot_credentials()
+        iot_creds = client.fetch_iot_credentials()
     except IotInvokeError as e:
-        return fail("hop 1", e, *_iot_diagnosis(e, config, cert_id))
+        return fail("hop 1", e, *_diagnosis(e, client, env, "the IoT role"))
     line("ok", "hop 1", "credentials from role alias %s, valid until %s" % (config.role_alias, _iso8601(iot_creds.expiration)))
     drift = client.last_drift
     if drift is not None and abs(drift) > CLOCK_SKEW_THRESHOLD_S:
@@ -2308,19 +2465,17 @@ def _doctor(client: Client, name: str, out: IO[str]) -> int:
     if env.direct:
         line("skip", "hop 2", "one-hop mode: no AssumeRole")
     else:
-        url, body = client._assume_role_request(env)
         try:
-            creds = client._assume_role_once(env, url, body, iot_creds)
+            creds = client.assume_role(name, iot_creds)
         except IotInvokeError as e:
-            return fail("hop 2", e, *_sts_diagnosis(e, env, caller_role))
+            return fail("hop 2", e, *_diagnosis(e, client, env, caller_role))
         line("ok", "hop 2", "AssumeRole into %s, valid until %s" % (env.role_arn, _iso8601(creds.expiration)))
 
     # Hop 3, as DryRun: checks the permission, runs nothing.
-    client._memory[client._sts_key(env) if not env.direct else client._iot_key()] = creds
     try:
-        client.invoke(name, b"{}", "DryRun")
+        client.invoke(name, b"{}", "DryRun", credentials=creds)
     except IotInvokeError as e:
-        return fail("hop 3", e, *_lambda_diagnosis(e, env, caller_role))
+        return fail("hop 3", e, *_diagnosis(e, client, env, caller_role))
     line("ok", "hop 3", "DryRun invoke of %s allowed" % env.function)
     if env.direct:
         line("note", "log tail", "--log-tail is refused in one-hop mode: Lambda never returns logs across accounts",
@@ -2328,82 +2483,112 @@ def _doctor(client: Client, name: str, out: IO[str]) -> int:
     return failed[0] if failed else EX_OK
 
 
-def _iot_diagnosis(e: IotInvokeError, config: Config, cert_id: str | None) -> tuple[str, str]:
-    text = e.message
-    describe = "aws iot describe-certificate --certificate-id %s (in the IoT account and region)" % (cert_id or "<id>")
-    if "TLS handshake" in text:
-        return ("the certificate is not registered with AWS IoT in this endpoint's account and region, is not "
-                "active, or its CA is unknown to AWS IoT", describe + "; register or activate it")
-    if "not active" in text:
-        return ("the certificate is inactive or revoked",
-                "aws iot update-certificate --certificate-id %s --new-status ACTIVE" % (cert_id or "<id>"))
-    if "thing_name" in text:
-        return ("the thing named by thing_name is not attached to this certificate",
-                "aws iot attach-thing-principal --thing-name %s --principal <certificate ARN>, or correct "
-                "thing_name in [iot]" % config.thing_name)
-    if "may not assume role alias" in text:
-        return ("the certificate's IoT policy does not allow iot:AssumeRoleWithCertificate on the role alias",
-                "attach an IoT policy allowing iot:AssumeRoleWithCertificate on "
-                "arn:aws:iot:REGION:ACCOUNT:rolealias/%s" % config.role_alias)
-    if e.status == 404:
-        return ("no role alias %r where this endpoint points" % config.role_alias,
-                "aws iot describe-role-alias --role-alias %s; endpoint must be the output of aws iot describe-endpoint "
-                "--endpoint-type iot:CredentialProvider in the same account and region" % config.role_alias)
-    if "Unable to assume the role" in text:
-        return ("the role behind the alias does not exist or does not trust credentials.iot.amazonaws.com",
-                'its trust policy needs {"Principal": {"Service": "credentials.iot.amazonaws.com"}, '
-                '"Action": "sts:AssumeRole"}')
-    if "CredentialDurationSeconds" in text:
-        return ("the role alias asks for longer credentials than the role's MaxSessionDuration",
-                "aws iot update-role-alias --credential-duration-seconds 3600, or raise the role's MaxSessionDuration")
-    if "not trusted" in text:
-        return ("the credentials endpoint's certificate is not trusted: wrong ca, or the clock is far off",
-                "set ca to AmazonRootCA1.pem (or leave it out for certifi's bundle); check the date")
-    return _generic_diagnosis(e)
+# --doctor's advice for each reason: (cause, fix). Fields: {cert_id} {alias} {thing} {role} {role_name}
+# {caller} {caller_name} {function} {condition} {ca}. A reason without a row gets the generic advice.
+_DIAGNOSES: dict[str, tuple[str, str]] = {
+    "certificate-refused": (
+        "the certificate is not registered with AWS IoT in this endpoint's account and region, is not active, "
+        "or its CA is unknown to AWS IoT",
+        "aws iot describe-certificate --certificate-id {cert_id} (in the IoT account and region); register or "
+        "activate it"),
+    "certificate-inactive": (
+        "the certificate is inactive or revoked",
+        "aws iot update-certificate --certificate-id {cert_id} --new-status ACTIVE"),
+    "thing-not-attached": (
+        "the thing named by thing_name is not attached to this certificate",
+        "aws iot attach-thing-principal --thing-name {thing} --principal <certificate ARN>, or correct thing_name "
+        "in [iot]"),
+    "iot-policy-denied": (
+        "the certificate's IoT policy does not allow iot:AssumeRoleWithCertificate on the role alias",
+        "attach an IoT policy allowing iot:AssumeRoleWithCertificate on arn:aws:iot:REGION:ACCOUNT:rolealias/{alias}"),
+    "role-alias-not-found": (
+        "no role alias {alias!r} where this endpoint points",
+        "aws iot describe-role-alias --role-alias {alias}; endpoint must be the output of aws iot describe-endpoint "
+        "--endpoint-type iot:CredentialProvider in the same account and region"),
+    "role-not-assumable": (
+        "the role behind the alias does not exist or does not trust credentials.iot.amazonaws.com",
+        'its trust policy needs {{"Principal": {{"Service": "credentials.iot.amazonaws.com"}}, "Action": "sts:AssumeRole"}}'),
+    "duration-exceeds-role-max": (
+        "the role alias asks for longer credentials than the role's MaxSessionDuration",
+        "aws iot update-role-alias --credential-duration-seconds 3600, or raise the role's MaxSessionDuration"),
+    "tls-untrusted": (
+        "the server's certificate does not chain to the trusted CA file {ca}, or a TLS-inspecting proxy is in the way",
+        "leave ca / ca_bundle unset for the default trust, or point them at AmazonRootCA1.pem; unset a machine-wide "
+        "AWS_CA_BUNDLE that is meant for something else"),
+    "tls-name-mismatch": (
+        "the endpoint's certificate is for another host name: the endpoint is mistyped or belongs to another service",
+        "check the endpoint key; hop 1 needs the output of aws iot describe-endpoint --endpoint-type "
+        "iot:CredentialProvider"),
+    "clock-wrong": (
+        "the board's clock is outside the server certificate's validity: it booted without a real-time clock and "
+        "NTP has not answered yet",
+        "wait for NTP (timedatectl status: System clock synchronized: yes), or start iotinvoke after "
+        "time-sync.target"),
+    "clock-skew": ("the local clock is too far from AWS's", "start NTP before iotinvoke runs"),
+    "dns-failed": ("the endpoint's host name does not resolve: mistyped, or no DNS on this network",
+                   "check the endpoint key against aws iot describe-endpoint / the region; then DNS (resolvectl status)"),
+    "assume-role-denied": (
+        "AWS's answer does not say which of two policies refused: (a) the trust policy of {role} does not allow "
+        "{caller}{condition}, or (b) {caller} is not allowed sts:AssumeRole on {role}",
+        "(a) in the Lambda account: aws iam get-role --role-name {role_name} --query Role.AssumeRolePolicyDocument; "
+        "(b) in the IoT account: aws iam list-role-policies / get-role-policy --role-name {caller_name}"),
+    "invalid-parameter": ("AWS refused a parameter (for AssumeRole with role credentials, role chaining limits "
+                          "DurationSeconds to one hour)", "set duration_seconds to 3600 or less, or leave it out"),
+    "sts-region-disabled": ("STS is not activated in this region for the Lambda account",
+                            "activate the region in the IAM console (Account settings), or set region"),
+    "function-not-found": (
+        "no such function (or version/alias) in that account and region",
+        "aws lambda get-function --function-name {function} in the Lambda account; check function, region and "
+        "qualifier"),
+    "invoke-denied": (
+        "the role {role} is not allowed lambda:InvokeFunction on {function}",
+        "give the role an identity policy allowing lambda:InvokeFunction on the function's ARN (and ARN:*)"),
+    "invoke-denied-direct": (
+        "one-hop mode needs both: the function's resource policy naming {caller}, and that role's own permission "
+        "lambda:InvokeFunction on the function",
+        "aws lambda add-permission --function-name {function} --statement-id iotinvoke --action "
+        "lambda:InvokeFunction --principal {caller}"),
+    "invoke-denied-identity": (
+        "the function's resource policy allows {caller}, but that role's own permissions do not allow "
+        "lambda:InvokeFunction on the function",
+        "in the IoT account, allow lambda:InvokeFunction on {function} (and :*) for {caller}"),
+    "function-not-ready": ("the function is Pending or Inactive (or being updated); Lambda makes it Active by itself",
+                           "retry in a minute; aws lambda get-function --function-name {function} --query "
+                           "Configuration.State"),
+    "proxy-auth": ("the proxy refused the user and password in HTTPS_PROXY", "correct HTTPS_PROXY"),
+    "proxy-failed": ("the proxy could not reach the endpoint", "check the proxy, and NO_PROXY for endpoints it must not carry"),
+}
 
 
-def _sts_diagnosis(e: IotInvokeError, env: Environment, caller_role: str) -> tuple[str, str]:
-    role = str(env.role_arn)
-    if e.code == "AccessDenied":
-        condition = " with the ExternalId condition %r" % env.external_id if env.external_id else ""
-        return ("AWS's answer does not say which of two policies refused: (a) the trust policy of %s does not "
-                "allow %s%s, or (b) %s is not allowed sts:AssumeRole on %s" % (role, caller_role, condition, caller_role, role),
-                "(a) in the Lambda account: aws iam get-role --role-name %s --query Role.AssumeRolePolicyDocument; "
-                "(b) in the IoT account: aws iam list-role-policies / get-role-policy --role-name %s"
-                % (role.rsplit("/", 1)[-1], caller_role.rsplit("/", 1)[-1]))
-    if e.code == "ValidationError" and "DurationSeconds" in e.message:
-        return ("AssumeRole with role credentials is role chaining, limited to one hour",
-                "set duration_seconds to 3600 or less, or leave it out")
-    return _generic_diagnosis(e)
-
-
-def _lambda_diagnosis(e: IotInvokeError, env: Environment, caller_role: str) -> tuple[str, str]:
-    if e.exit_code == EX_NOPERM and e.code == "AccessDeniedException":
-        # Lambda says which policy type refused ("because no resource-based policy allows ...").
-        if env.direct and "no identity-based policy" in e.message:
-            return ("the function's resource policy allows %s, but that role's own permissions do not allow "
-                    "lambda:InvokeFunction on the function" % caller_role,
-                    "in the IoT account, allow lambda:InvokeFunction on %s (and :*) for %s" % (env.function, caller_role))
-        if env.direct:
-            return ("one-hop mode needs both: the function's resource policy naming %s, and that role's own "
-                    "permission lambda:InvokeFunction on the function" % caller_role,
-                    "aws lambda add-permission --function-name %s --statement-id iotinvoke --action "
-                    "lambda:InvokeFunction --principal %s" % (env.function, caller_role))
-        return ("the role %s is not allowed lambda:InvokeFunction on %s" % (env.role_arn, env.function),
-                "give the role an identity policy allowing lambda:InvokeFunction on the function's ARN (and ARN:*)")
-    if e.status == 404:
-        return ("no such function (or version/alias) in that account and region",
-                "aws lambda get-function --function-name %s in the Lambda account; check function, region and "
-                "qualifier" % env.function)
-    return _generic_diagnosis(e)
-
-
-def _generic_diagnosis(e: IotInvokeError) -> tuple[str, str]:
-    if isinstance(e, _ClockSkew) or "Signature expired" in e.message or "not yet current" in e.message:
-        return ("the local clock is too far from AWS's", "start NTP before iotinvoke runs")
-    if e.exit_code == EX_TEMPFAIL:
-        return ("the network, a proxy, or AWS itself failed", "check connectivity and HTTPS_PROXY / NO_PROXY, then retry")
-    return ("see the error above", EXIT_CODES.get(e.exit_code, ""))
+def _diagnosis(e: IotInvokeError, client: Client, env: Environment, caller_role: str) -> tuple[str, str]:
+    """(cause, fix) for a failure of the doctor's checks, from its reason."""
+    reason = e.reason
+    if reason == "invoke-denied" and env.direct:
+        # Lambda says which policy type refused ("because no identity-based policy allows ...").
+        reason = "invoke-denied-identity" if "no identity-based policy" in e.message else "invoke-denied-direct"
+    row = _DIAGNOSES.get(reason)
+    if row is None:
+        if e.exit_code == EX_TEMPFAIL:
+            return ("the network, a proxy, or AWS itself failed", "check connectivity and HTTPS_PROXY / NO_PROXY, then retry")
+        if e.hop == "lambda" and e.exit_code == EX_UNAVAILABLE:
+            return ("Lambda could not set up the function (%s): a problem of the function's configuration" % reason,
+                    "the function's owner: aws lambda get-function --function-name %s" % env.function)
+        return ("see the error above", EXIT_CODES.get(e.exit_code, ""))
+    config = client.config
+    ca = (env.ca_bundle or "the default trust") if e.hop != "iot" else (config.ca or "the default trust")
+    fields = {
+        "cert_id": _certificate_id(config.cert) or "<id>",
+        "alias": config.role_alias,
+        "thing": config.thing_name,
+        "role": env.role_arn,
+        "role_name": str(env.role_arn).rsplit("/", 1)[-1],
+        "caller": caller_role,
+        "caller_name": caller_role.rsplit("/", 1)[-1],
+        "function": env.function,
+        "condition": " with the ExternalId condition %r" % env.external_id if env.external_id else "",
+        "ca": ca,
+    }
+    return row[0].format(**fields), row[1].format(**fields)
 
 
 def _role_of_session(arn: str) -> str:
@@ -2448,24 +2633,37 @@ def _function_error_summary(payload: bytes) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """The command: returns the exit status; every failure is one line on standard error."""
+    _open_standard_fds()
     stderr = sys.stderr
     try:
-        return _run(sys.argv[1:] if argv is None else argv, sys.stdin.buffer, sys.stdout.buffer, stderr)
+        return _run(
+            sys.argv[1:] if argv is None else argv,
+            sys.stdin.buffer if sys.stdin is not None else None,
+            sys.stdout.buffer if sys.stdout is not None else None,
+            stderr,
+        )
     except IotInvokeError as e:
-        stderr.write("iotinvoke: %s\n" % e)
+        _say(stderr, "iotinvoke: %s\n" % e)
         return e.exit_code
     except KeyboardInterrupt:
-        stderr.write("iotinvoke: interrupted\n")
+        _say(stderr, "iotinvoke: interrupted\n")
         return 130
-    except BrokenPipeError:
-        # The reader of standard output went away: the function ran, its answer is lost.
-        stderr.write("iotinvoke: cannot write to standard output (broken pipe): the answer is lost\n")
-        # Python flushes stdout again at exit; point it at /dev/null so that says nothing more.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EX_IOERR
     except Exception as e:  # a bug: still one line, never a traceback with local values
-        stderr.write("iotinvoke: internal error: %s: %s\n" % (type(e).__name__, _short(str(e))))
+        _say(stderr, "iotinvoke: internal error: %s: %s\n" % (type(e).__name__, _short(str(e))))
         return EX_SOFTWARE
+
+
+def _open_standard_fds() -> None:
+    """A caller may start us with descriptor 0, 1 or 2 closed; the next file or socket opened would
+    then take its number, and a payload could end up written into it. /dev/null takes the place."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            try:
+                os.open(os.devnull, os.O_RDWR)  # the lowest free number: this one
+            except OSError:
+                pass
 
 
 if __name__ == "__main__":
