@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +22,9 @@ import pytest
 from botocore.loaders import Loader
 
 import iotinvoke
-from cli import Run, run
+from cli import SEED_ANSWER, Run, run
 from standin import StandIn
 
-SEED_ANSWER = b'{"statusCode": 200, "body": "\\"Hello from Lambda cross account test!\\""}'
 ATTEMPTS = 2  # max_attempts in the test configuration: a re-sent error is sent exactly this often
 PERSISTENT = 50
 SLUG = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
@@ -71,6 +69,7 @@ IOT_ANSWERS = [
 ]
 
 
+@pytest.mark.in_process
 def test_the_installed_models_are_read() -> None:
     # Guards the parametrizations below against an empty or foreign model passing vacuously.
     assert {"TooManyRequestsException", "ServiceException", "ResourceNotFoundException"} <= set(LAMBDA)
@@ -78,11 +77,13 @@ def test_the_installed_models_are_read() -> None:
     assert LAMBDA["ServiceException"] == 500 and LAMBDA["TooManyRequestsException"] == 429
 
 
+@pytest.mark.in_process
 @pytest.mark.parametrize("hop, code", [("lambda", c) for c in sorted(LAMBDA)] + [("sts", c) for c in sorted(STS)])
 def test_every_modelled_error_has_a_row(hop: str, code: str) -> None:
     assert (hop, code) in TABLE, f"{hop} {code} (HTTP {(LAMBDA if hop == 'lambda' else STS)[code]}) has no row"
 
 
+@pytest.mark.in_process
 @pytest.mark.parametrize("key", sorted(TABLE), ids=[f"{h}-{c}" for h, c in sorted(TABLE)])
 def test_rows_are_well_formed(key: tuple[str, str]) -> None:
     exit_code, reason, resend = TABLE[key]
@@ -95,6 +96,7 @@ def test_rows_are_well_formed(key: tuple[str, str]) -> None:
         assert resend, "75 says 'safe to retry', so iotinvoke itself may retry it"
 
 
+@pytest.mark.in_process
 @pytest.mark.parametrize("code", sorted(LAMBDA), ids=sorted(LAMBDA))
 def test_lambda_rows_follow_the_modelled_status(code: str) -> None:
     status = LAMBDA[code]
@@ -115,6 +117,7 @@ def test_lambda_rows_follow_the_modelled_status(code: str) -> None:
         assert (exit_code, resend) == (69, False), "only the function's owner can fix it: not 75, never 77"
 
 
+@pytest.mark.in_process
 @pytest.mark.parametrize("code", sorted(STS), ids=sorted(STS))
 def test_sts_rows_follow_the_modelled_status(code: str) -> None:
     status = STS[code]
@@ -125,6 +128,7 @@ def test_sts_rows_follow_the_modelled_status(code: str) -> None:
         assert (exit_code, resend) == (69, False), "the configuration or an account setting must change"
 
 
+@pytest.mark.in_process
 def test_unknown_lambda_errors_are_decided_by_status() -> None:
     assert iotinvoke._decide("lambda", 503, "SomeFutureException")[::2] == (74, False)
     assert iotinvoke._decide("lambda", 500, None)[::2] == (74, False)
@@ -133,6 +137,7 @@ def test_unknown_lambda_errors_are_decided_by_status() -> None:
     assert iotinvoke._decide("iot", 500, None)[::2] == (75, True)
 
 
+@pytest.mark.in_process
 def test_every_modelled_throttle_reason_has_a_slug() -> None:
     model = Loader().load_service_model("lambda", "service-2")
     reasons = model["shapes"]["ThrottleReason"]["enum"]
@@ -140,6 +145,7 @@ def test_every_modelled_throttle_reason_has_a_slug() -> None:
     assert all(SLUG.fullmatch(slug) for slug in iotinvoke._THROTTLE_REASONS.values())
 
 
+@pytest.mark.in_process
 @pytest.mark.parametrize("status, message, exit_code", IOT_ANSWERS, ids=[m[:24] for _, m, _ in IOT_ANSWERS])
 def test_iot_documented_answers_map_to_rows(status: int, message: str, exit_code: int) -> None:
     from urllib3.response import HTTPHeaderDict  # on urllib3 1.26 and 2.x
@@ -154,32 +160,28 @@ def test_iot_documented_answers_map_to_rows(status: int, message: str, exit_code
 # --- through the CLI: one run per modelled Lambda Invoke error ----------------------------------------
 
 
-@pytest.fixture(scope="module")
-def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandIn]:
-    with StandIn(tmp_path_factory.mktemp("standin")) as stand_in:
-        text = stand_in.config_path.read_text()
-        text = text.replace("[DEFAULT]\n", f"[DEFAULT]\nmax_attempts = {ATTEMPTS}\n", 1)
-        dev = text.split("[dev]\n", 1)[1].split("\n\n", 1)[0]
-        text += f"\n[dev-idempotent]\n{dev}\nidempotent = true\n"
-        stand_in.config_path.write_text(text)
-        yield stand_in
+def _add_idempotent_environment(stand_in: StandIn) -> None:
+    text = stand_in.config_path.read_text()
+    dev = text.split("[dev]\n", 1)[1].split("\n\n", 1)[0]
+    stand_in.config_path.write_text(text + f"\n[dev-idempotent]\n{dev}\nidempotent = true\n")
+
+
+pytestmark = pytest.mark.own_standin(defaults=f"max_attempts = {ATTEMPTS}\n", setup=_add_idempotent_environment)
 
 
 @pytest.fixture(scope="module")
-def warm_cache(aws: StandIn, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def warm_cache(standin: StandIn, tmp_path_factory: pytest.TempPathFactory) -> Path:
     cache = tmp_path_factory.mktemp("cache")
     for env in ("dev", "dev-idempotent"):
-        first = run(env, "{}", config=aws.config_path, cache=cache)
+        first = run(env, "{}", config=standin.config_path, cache=cache)
         assert (first.code, first.stdout) == (0, SEED_ANSWER), first.stderr
     return cache
 
 
 @pytest.fixture
-def cache(aws: StandIn, warm_cache: Path) -> Iterator[Path]:
-    aws.clear_faults()
-    aws.reset_counts()
-    yield warm_cache
-    aws.clear_faults()
+def cache(aws: StandIn, warm_cache: Path) -> Path:
+    aws.reset_counts()   # the warm-up's requests
+    return warm_cache
 
 
 def bracket(result: Run) -> list[str]:
@@ -280,11 +282,8 @@ def test_throttle_retry_after_is_on_the_line(aws: StandIn, cache: Path) -> None:
 @pytest.mark.parametrize("status, message, exit_code", IOT_ANSWERS, ids=[m[:24] for _, m, _ in IOT_ANSWERS])
 def test_cli_answers_each_documented_iot_error(aws: StandIn, tmp_path: Path, status: int, message: str,
                                                exit_code: int) -> None:
-    aws.clear_faults()
-    aws.reset_counts()
     aws.fault("iot", "error", count=PERSISTENT, status=status, message=message)
     result = run("dev", "{}", config=aws.config_path, cache=tmp_path)
-    aws.clear_faults()
     assert result.code == exit_code, result.stderr
     assert result.stderr.startswith("iotinvoke: iot: ") and len(result.lines) == 1
     assert aws.count("iot") == 1, "a refusal is not retried"

@@ -22,52 +22,39 @@ from typing import Any
 import pytest
 
 import iotinvoke
-from cli import PYTHON, SCRIPT, Run, environment, run
+from cli import PYTHON, SCRIPT, SEED_ANSWER, Run, environment, run
 from hostile import HOSTILE_SCRIPT, ConnectProxy, TlsFront, config_with, server_certificate
 from standin import StandIn
 
-SEED_ANSWER = b'{"statusCode": 200, "body": "\\"Hello from Lambda cross account test!\\""}'
 ATTEMPTS = 2           # max_attempts: a re-sent request is sent exactly this often
 CREDENTIALS_TIMEOUT = 1  # credentials_timeout: bounds the whole answer of hops 1 and 2
 PERSISTENT = 50
+CONNECT_TIMEOUT = 1
 SETTINGS = {"max_attempts": str(ATTEMPTS), "credentials_timeout": str(CREDENTIALS_TIMEOUT),
-            "connect_timeout": "2", "read_timeout": "5"}
+            "connect_timeout": str(CONNECT_TIMEOUT), "read_timeout": "5"}
+
+
+pytestmark = pytest.mark.own_standin()  # faults, locks and clock files of its own
 
 
 @pytest.fixture(scope="module")
-def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandIn]:
-    with StandIn(tmp_path_factory.mktemp("standin")) as stand_in:
-        yield stand_in
-
-
-@pytest.fixture(scope="module")
-def certs(aws: StandIn, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
+def certs(standin: StandIn, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
     """Server certificates for the man in the middle, all but "foreign" from the stand-in's CA."""
     import datetime
 
     folder = tmp_path_factory.mktemp("certs")
     day = datetime.timedelta(days=1)
     return {
-        "ip": server_certificate(aws.workdir, folder / "ip", dns=("localhost",), ips=("127.0.0.1",)),
-        "no-ip": server_certificate(aws.workdir, folder / "no-ip", dns=("localhost",)),
-        "wrong-name": server_certificate(aws.workdir, folder / "wrong", dns=("wrong.example",)),
-        "foreign": server_certificate(aws.workdir, folder / "foreign", dns=("localhost",), ips=("127.0.0.1",),
+        "ip": server_certificate(standin.workdir, folder / "ip", dns=("localhost",), ips=("127.0.0.1",)),
+        "no-ip": server_certificate(standin.workdir, folder / "no-ip", dns=("localhost",)),
+        "wrong-name": server_certificate(standin.workdir, folder / "wrong", dns=("wrong.example",)),
+        "foreign": server_certificate(standin.workdir, folder / "foreign", dns=("localhost",), ips=("127.0.0.1",),
                                       issuer="foreign"),
-        "not-yet-valid": server_certificate(aws.workdir, folder / "future", dns=("localhost",), ips=("127.0.0.1",),
+        "not-yet-valid": server_certificate(standin.workdir, folder / "future", dns=("localhost",), ips=("127.0.0.1",),
                                             valid_from=30 * day),
-        "expired": server_certificate(aws.workdir, folder / "expired", dns=("localhost",), ips=("127.0.0.1",),
+        "expired": server_certificate(standin.workdir, folder / "expired", dns=("localhost",), ips=("127.0.0.1",),
                                       valid_from=-30 * day, valid_for=day),
     }
-
-
-@pytest.fixture
-def fresh(aws: StandIn) -> Iterator[StandIn]:
-    aws.clear_faults()
-    aws.reset_counts()
-    errors = len(aws.server_errors)
-    yield aws
-    aws.clear_faults()
-    assert aws.server_errors[errors:] == [], "the stand-in itself failed"
 
 
 @pytest.fixture
@@ -120,10 +107,9 @@ def run_measured(tmp_path: Path, *args: str, **kwargs: Any) -> tuple[Run, int]:
 # --- proxies -----------------------------------------------------------------------------------------
 
 
-def test_proxy_tunnel_cut_after_the_invoke_went_out_is_74_with_one_run(fresh: StandIn, config: Path,
+def test_proxy_tunnel_cut_after_the_invoke_went_out_is_74_with_one_run(aws: StandIn, config: Path,
                                                                        tmp_path: Path) -> None:
     """Issue: through HTTPS_PROXY one call ran the function 3 times and exited 75."""
-    aws = fresh
     warm(aws, tmp_path)
     before = len(aws.invocations)
     port = int(aws.urls["lambda"].rsplit(":", 1)[1])
@@ -136,9 +122,8 @@ def test_proxy_tunnel_cut_after_the_invoke_went_out_is_74_with_one_run(fresh: St
         assert len(proxy.dropped) == 1 and len(proxy.tunnels) == 1
 
 
-def test_proxy_tunnel_cut_during_the_handshake_is_75_and_nothing_ran(fresh: StandIn, config: Path,
+def test_proxy_tunnel_cut_during_the_handshake_is_75_and_nothing_ran(aws: StandIn, config: Path,
                                                                      tmp_path: Path) -> None:
-    aws = fresh
     warm(aws, tmp_path)
     before = len(aws.invocations)
     port = int(aws.urls["lambda"].rsplit(":", 1)[1])
@@ -150,7 +135,7 @@ def test_proxy_tunnel_cut_during_the_handshake_is_75_and_nothing_ran(fresh: Stan
         assert len(proxy.tunnels) == ATTEMPTS, "nothing was sent: safe to try again"
 
 
-def test_proxy_refusing_its_credentials_is_78(fresh: StandIn, config: Path, tmp_path: Path) -> None:
+def test_proxy_refusing_its_credentials_is_78(aws: StandIn, config: Path, tmp_path: Path) -> None:
     with ConnectProxy(require_auth="Basic dXNlcjpwYXNz") as proxy:
         result = run("dev", "{}", config=config, cache=tmp_path,
                      env={"HTTPS_PROXY": f"http://user:n0tThePa55@127.0.0.1:{proxy.port}"})
@@ -161,13 +146,13 @@ def test_proxy_refusing_its_credentials_is_78(fresh: StandIn, config: Path, tmp_
 
 @pytest.mark.parametrize("value", ["http://user:S3cretPw@[::1", "ftp://user:S3cretPw@proxy:21",
                                    "http://user:S3cretPw@proxy:notaport", "http://user:S3cretPw@:3128/path"])
-def test_malformed_https_proxy_is_78_and_never_echoed(fresh: StandIn, config: Path, tmp_path: Path,
+def test_malformed_https_proxy_is_78_and_never_echoed(aws: StandIn, config: Path, tmp_path: Path,
                                                       value: str) -> None:
     result = run("dev", "{}", config=config, cache=tmp_path, env={"HTTPS_PROXY": value})
     assert result.code == 78, result.stderr
     assert len(result.lines) == 1 and tags(result) == ["proxy-invalid"]
     assert "S3cretPw" not in result.stderr
-    assert fresh.count("iot") == 0
+    assert aws.count("iot") == 0
 
 
 # --- what a man in the middle does to the answer --------------------------------------------------------
@@ -175,9 +160,8 @@ def test_malformed_https_proxy_is_78_and_never_echoed(fresh: StandIn, config: Pa
 
 @pytest.mark.parametrize("hop", ["iot", "sts"])
 @pytest.mark.parametrize("mode, close", [("truncate", "fin"), ("truncate", "notify"), ("truncate_chunked", "fin")])
-def test_truncated_credentials_answer_is_retried_then_75(fresh: StandIn, certs: dict[str, tuple[Path, Path]],
+def test_truncated_credentials_answer_is_retried_then_75(aws: StandIn, certs: dict[str, tuple[Path, Path]],
                                                         tmp_path: Path, hop: str, mode: str, close: str) -> None:
-    aws = fresh
     with front(aws, hop, certs["ip"], mode=mode, truncate_close=close) as mitm:
         result = run("dev", "{}", config=fronted(aws, hop, mitm.url()), cache=tmp_path)
         assert result.code == 75, result.stderr
@@ -188,9 +172,8 @@ def test_truncated_credentials_answer_is_retried_then_75(fresh: StandIn, certs: 
 
 
 @pytest.mark.parametrize("hop", ["iot", "sts"])
-def test_truncated_credentials_answer_once_then_success(fresh: StandIn, certs: dict[str, tuple[Path, Path]],
+def test_truncated_credentials_answer_once_then_success(aws: StandIn, certs: dict[str, tuple[Path, Path]],
                                                        tmp_path: Path, hop: str) -> None:
-    aws = fresh
     with front(aws, hop, certs["ip"], mode="truncate", faulty=1) as mitm:
         result = run("dev", "{}", config=fronted(aws, hop, mitm.url()), cache=tmp_path)
         assert (result.code, result.stdout, result.stderr) == (0, SEED_ANSWER, "")
@@ -198,10 +181,9 @@ def test_truncated_credentials_answer_once_then_success(fresh: StandIn, certs: d
 
 
 @pytest.mark.parametrize("mode, close", [("truncate", "fin"), ("truncate", "notify"), ("truncate_chunked", "fin")])
-def test_truncated_invoke_answer_is_74_and_no_payload(fresh: StandIn, certs: dict[str, tuple[Path, Path]],
+def test_truncated_invoke_answer_is_74_and_no_payload(aws: StandIn, certs: dict[str, tuple[Path, Path]],
                                                      tmp_path: Path, mode: str, close: str) -> None:
     """Issue: a truncated answer exited 0 on urllib3 1.26, half the payload on stdout."""
-    aws = fresh
     warm(aws, tmp_path)
     before = len(aws.invocations)
     with front(aws, "lambda", certs["ip"], mode=mode, truncate_close=close) as mitm:
@@ -213,9 +195,8 @@ def test_truncated_invoke_answer_is_74_and_no_payload(fresh: StandIn, certs: dic
     assert (aws.count("lambda"), len(aws.invocations) - before) == (1, 1)
 
 
-def test_answer_dropped_after_the_request_is_74_with_one_run(fresh: StandIn, certs: dict[str, tuple[Path, Path]],
+def test_answer_dropped_after_the_request_is_74_with_one_run(aws: StandIn, certs: dict[str, tuple[Path, Path]],
                                                              tmp_path: Path) -> None:
-    aws = fresh
     warm(aws, tmp_path)
     before = len(aws.invocations)
     with front(aws, "lambda", certs["ip"], mode="drop_after_request") as mitm:
@@ -226,10 +207,9 @@ def test_answer_dropped_after_the_request_is_74_with_one_run(fresh: StandIn, cer
 
 
 @pytest.mark.parametrize("hop", ["iot", "sts", "lambda"])
-def test_gzip_bomb_is_refused_without_decoding(fresh: StandIn, certs: dict[str, tuple[Path, Path]], tmp_path: Path,
+def test_gzip_bomb_is_refused_without_decoding(aws: StandIn, certs: dict[str, tuple[Path, Path]], tmp_path: Path,
                                                hop: str) -> None:
     """Issue: on urllib3 1.26 a 1.5 MB gzip answer grew to 3.1 GB of memory."""
-    aws = fresh
     if hop == "lambda":
         warm(aws, tmp_path)
     with front(aws, hop, certs["ip"], mode="gzip") as mitm:
@@ -245,10 +225,9 @@ def test_gzip_bomb_is_refused_without_decoding(fresh: StandIn, certs: dict[str, 
 
 
 @pytest.mark.parametrize("hop", ["iot", "sts"])
-def test_dripping_credentials_answer_ends_within_the_deadline(fresh: StandIn, certs: dict[str, tuple[Path, Path]],
+def test_dripping_credentials_answer_ends_within_the_deadline(aws: StandIn, certs: dict[str, tuple[Path, Path]],
                                                               tmp_path: Path, hop: str) -> None:
     """Issue: with credentials_timeout = 1 a server dripping 8 bytes/s kept hop 1 busy 15 s."""
-    aws = fresh
     with front(aws, hop, certs["ip"], mode="drip", drip_rate=8) as mitm:
         started = time.monotonic()
         result = run("dev", "{}", config=fronted(aws, hop, mitm.url()), cache=tmp_path)
@@ -257,17 +236,17 @@ def test_dripping_credentials_answer_ends_within_the_deadline(fresh: StandIn, ce
         one_line(result, hop)
         assert tags(result)[0] == "answer-deadline"
         assert mitm.requests == ATTEMPTS
-    # credentials_timeout x attempts, the backoff between them (< 1 s) and start-up; the drip lasts minutes.
-    assert elapsed < CREDENTIALS_TIMEOUT * ATTEMPTS + 4, elapsed
+    # Each attempt ends within connect_timeout + credentials_timeout; add the backoff between attempts
+    # (< 1 s) and start-up. The drip would last minutes, and each read gets its bytes in time.
+    assert elapsed < (CONNECT_TIMEOUT + CREDENTIALS_TIMEOUT) * ATTEMPTS + 3, elapsed
 
 
 # --- TLS -----------------------------------------------------------------------------------------------
 
 
-def test_ip_endpoints_with_the_ip_in_the_certificate_work(fresh: StandIn, certs: dict[str, tuple[Path, Path]],
+def test_ip_endpoints_with_the_ip_in_the_certificate_work(aws: StandIn, certs: dict[str, tuple[Path, Path]],
                                                           tmp_path: Path) -> None:
     """Issue: with urllib3 1.26 an endpoint given as an IP address failed every call with 70."""
-    aws = fresh
     with front(aws, "iot", certs["ip"]) as iot, front(aws, "sts", certs["ip"]) as sts, \
             front(aws, "lambda", certs["ip"]) as lam:
         ip = "127.0.0.1"
@@ -284,8 +263,7 @@ def test_ip_endpoints_with_the_ip_in_the_certificate_work(fresh: StandIn, certs:
 @pytest.mark.parametrize("hop", ["iot", "sts", "lambda"])
 @pytest.mark.parametrize("cert, host", [("no-ip", "127.0.0.1"), ("wrong-name", "localhost")])
 def test_name_mismatch_is_69_and_the_device_certificate_is_not_presented(
-        fresh: StandIn, certs: dict[str, tuple[Path, Path]], tmp_path: Path, hop: str, cert: str, host: str) -> None:
-    aws = fresh
+        aws: StandIn, certs: dict[str, tuple[Path, Path]], tmp_path: Path, hop: str, cert: str, host: str) -> None:
     if hop == "lambda":
         warm(aws, tmp_path)
     before = len(aws.invocations)
@@ -304,8 +282,7 @@ def test_name_mismatch_is_69_and_the_device_certificate_is_not_presented(
 @pytest.mark.parametrize("hop, source", [("iot", "[iot] ca"), ("sts", "[dev] ca_bundle"),
                                          ("lambda", "[dev] ca_bundle"), ("lambda", "AWS_CA_BUNDLE")])
 def test_untrusted_server_is_69_naming_the_ca_file_and_its_source(
-        fresh: StandIn, certs: dict[str, tuple[Path, Path]], tmp_path: Path, hop: str, source: str) -> None:
-    aws = fresh
+        aws: StandIn, certs: dict[str, tuple[Path, Path]], tmp_path: Path, hop: str, source: str) -> None:
     if hop == "lambda":
         warm(aws, tmp_path)
     env = {"AWS_CA_BUNDLE": str(aws.ca_path)} if source == "AWS_CA_BUNDLE" else {}
@@ -320,8 +297,7 @@ def test_untrusted_server_is_69_naming_the_ca_file_and_its_source(
 
 @pytest.mark.parametrize("cert", ["not-yet-valid", "expired"])
 def test_server_certificate_outside_its_validity_is_75_clock_wrong(
-        fresh: StandIn, certs: dict[str, tuple[Path, Path]], tmp_path: Path, cert: str) -> None:
-    aws = fresh
+        aws: StandIn, certs: dict[str, tuple[Path, Path]], tmp_path: Path, cert: str) -> None:
     with front(aws, "iot", certs[cert]) as mitm:
         result = run("dev", "{}", config=fronted(aws, "iot", mitm.url()), cache=tmp_path)
         assert result.code == 75, result.stderr
@@ -330,10 +306,9 @@ def test_server_certificate_outside_its_validity_is_75_clock_wrong(
         assert mitm.client_certs == []
 
 
-def test_handshake_closed_on_hop_1_is_75_not_77(fresh: StandIn, certs: dict[str, tuple[Path, Path]],
+def test_handshake_closed_on_hop_1_is_75_not_77(aws: StandIn, certs: dict[str, tuple[Path, Path]],
                                                  tmp_path: Path) -> None:
     """Issue: a connection closed during the hop-1 handshake exited 77 "certificate refused"."""
-    aws = fresh
     with front(aws, "iot", certs["ip"], mode="close_handshake") as mitm:
         result = run("dev", "{}", config=fronted(aws, "iot", mitm.url()), cache=tmp_path)
         assert result.code == 75, result.stderr
@@ -342,9 +317,8 @@ def test_handshake_closed_on_hop_1_is_75_not_77(fresh: StandIn, certs: dict[str,
         assert mitm.connections == ATTEMPTS
 
 
-def test_client_certificate_refused_by_tls_alert_is_77(fresh: StandIn, certs: dict[str, tuple[Path, Path]],
+def test_client_certificate_refused_by_tls_alert_is_77(aws: StandIn, certs: dict[str, tuple[Path, Path]],
                                                        tmp_path: Path) -> None:
-    aws = fresh
     foreign_ca = aws.workdir / "pki" / "foreign-ca.pem"   # the server trusts another CA than the device's
     with front(aws, "iot", certs["ip"], client_ca=foreign_ca, require_client_cert=True) as mitm:
         result = run("dev", "{}", config=fronted(aws, "iot", mitm.url()), cache=tmp_path)
@@ -354,10 +328,9 @@ def test_client_certificate_refused_by_tls_alert_is_77(fresh: StandIn, certs: di
         assert mitm.forwarded == 0
 
 
-def test_hop_3_handshake_failure_is_75_and_nothing_ran(fresh: StandIn, certs: dict[str, tuple[Path, Path]],
+def test_hop_3_handshake_failure_is_75_and_nothing_ran(aws: StandIn, certs: dict[str, tuple[Path, Path]],
                                                        tmp_path: Path) -> None:
     """Issue: on hop 3 a handshake failure before anything was sent exited 74."""
-    aws = fresh
     warm(aws, tmp_path)
     before = len(aws.invocations)
     with front(aws, "lambda", certs["ip"], mode="close_handshake") as mitm:
@@ -368,7 +341,7 @@ def test_hop_3_handshake_failure_is_75_and_nothing_ran(fresh: StandIn, certs: di
     assert (aws.count("lambda"), len(aws.invocations) - before) == (0, 0)
 
 
-def test_invoke_connection_has_tcp_keepalive(fresh: StandIn, config: Path, tmp_path: Path,
+def test_invoke_connection_has_tcp_keepalive(aws: StandIn, config: Path, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """A NAT drops a connection idle longer than its timeout (350 s on AWS NAT gateways) while a
     synchronous invoke waits; the invoke's socket keeps it alive."""
@@ -379,7 +352,7 @@ def test_invoke_connection_has_tcp_keepalive(fresh: StandIn, config: Path, tmp_p
     client = iotinvoke.Client(iotinvoke.load_config(str(config)))
     result = client.invoke("dev", b"{}")
     assert result.payload == SEED_ANSWER
-    lambda_url = fresh.urls["lambda"]
+    lambda_url = aws.urls["lambda"]
     sockets = []
     for manager in client._transport._managers.values():
         pool = manager.connection_from_url(lambda_url)
@@ -399,9 +372,8 @@ def shell(redirect: str) -> list[str]:
     return ["sh", "-c", f'exec "$0" "$@" {redirect}']
 
 
-def test_stdout_full_after_the_run_is_74_one_line(fresh: StandIn, config: Path, tmp_path: Path) -> None:
+def test_stdout_full_after_the_run_is_74_one_line(aws: StandIn, config: Path, tmp_path: Path) -> None:
     """Issue: stdout on /dev/full after the function ran exited 70, then 120."""
-    aws = fresh
     warm(aws, tmp_path)
     before = len(aws.invocations)
     result = run("dev", "{}", config=config, cache=tmp_path, wrapper=shell(">/dev/full"))
@@ -410,22 +382,21 @@ def test_stdout_full_after_the_run_is_74_one_line(fresh: StandIn, config: Path, 
     assert len(aws.invocations) - before == 1
 
 
-def test_stdout_closed_at_start_is_refused_before_any_network_call(fresh: StandIn, config: Path,
+def test_stdout_closed_at_start_is_refused_before_any_network_call(aws: StandIn, config: Path,
                                                                    tmp_path: Path) -> None:
-    aws = fresh
     result = run("dev", "{}", config=config, cache=tmp_path, wrapper=shell(">&-"))
     assert result.code in (64, 74), result.stderr   # never 70 ('NoneType' object has no attribute 'buffer')
     assert len(result.lines) == 1 and "NoneType" not in result.stderr, result.stderr
     assert (aws.count("iot"), aws.count("sts"), aws.count("lambda")) == (0, 0, 0)
 
 
-def test_stdin_closed_with_the_payload_in_argv_works(fresh: StandIn, config: Path, tmp_path: Path) -> None:
+def test_stdin_closed_with_the_payload_in_argv_works(aws: StandIn, config: Path, tmp_path: Path) -> None:
     result = run("dev", "{}", config=config, cache=tmp_path, wrapper=shell("<&-"))
     assert (result.code, result.stdout, result.stderr) == (0, SEED_ANSWER, "")
 
 
 @pytest.mark.parametrize("redirect", ["2>&-", "2>/dev/full"])
-def test_stderr_closed_or_full_keeps_the_documented_status(fresh: StandIn, config: Path, tmp_path: Path,
+def test_stderr_closed_or_full_keeps_the_documented_status(aws: StandIn, config: Path, tmp_path: Path,
                                                            redirect: str) -> None:
     """Issue: with stderr closed or full every failure exited 1 ("the function raised")."""
     missing = run("missing", "{}", config=config, cache=tmp_path, wrapper=shell(redirect))
@@ -438,9 +409,8 @@ def test_stderr_closed_or_full_keeps_the_documented_status(fresh: StandIn, confi
 
 
 @pytest.mark.parametrize("field", ["accessKeyId", "secretAccessKey", "sessionToken"])
-def test_non_latin1_character_in_a_key_from_aws_is_76(fresh: StandIn, config: Path, tmp_path: Path,
+def test_non_latin1_character_in_a_key_from_aws_is_76(aws: StandIn, config: Path, tmp_path: Path,
                                                       field: str) -> None:
-    aws = fresh
     document = {"credentials": {"accessKeyId": "ASIAEXAMPLEEXAMPLE12", "secretAccessKey": "s" * 40,
                                 "sessionToken": "t" * 300, "expiration": "2099-01-01T00:00:00Z"}}
     document["credentials"][field] = "ASIA\u2603\u0100EXAMPLE"
@@ -458,8 +428,7 @@ def log_result_fault(aws: StandIn, count: int = 1) -> None:
                        "X-Amz-Log-Result": "%%not*base64%%", "x-amzn-RequestId": "0-0"})
 
 
-def test_invalid_base64_log_result_still_prints_the_payload(fresh: StandIn, config: Path, tmp_path: Path) -> None:
-    aws = fresh
+def test_invalid_base64_log_result_still_prints_the_payload(aws: StandIn, config: Path, tmp_path: Path) -> None:
     warm(aws, tmp_path)
     log_result_fault(aws)
     result = run("--log-tail", "dev", "{}", config=config, cache=tmp_path)
@@ -467,8 +436,7 @@ def test_invalid_base64_log_result_still_prints_the_payload(fresh: StandIn, conf
     assert len(result.lines) == 1 and "base64" in result.stderr, result.stderr
 
 
-def test_invalid_base64_log_result_does_not_abort_stream(fresh: StandIn, config: Path, tmp_path: Path) -> None:
-    aws = fresh
+def test_invalid_base64_log_result_does_not_abort_stream(aws: StandIn, config: Path, tmp_path: Path) -> None:
     warm(aws, tmp_path)
     log_result_fault(aws)
     result = run("--stream", "--log-tail", "dev", config=config, cache=tmp_path, stdin=b'{"a": 1}\n{"a": 2}\n')
@@ -480,8 +448,7 @@ def test_invalid_base64_log_result_does_not_abort_stream(fresh: StandIn, config:
 
 
 @pytest.mark.parametrize("offset", ["NaN", "Infinity", "-Infinity", "1e300", "-1e300"])
-def test_garbled_clock_file_is_ignored(fresh: StandIn, config: Path, tmp_path: Path, offset: str) -> None:
-    aws = fresh
+def test_garbled_clock_file_is_ignored(aws: StandIn, config: Path, tmp_path: Path, offset: str) -> None:
     warm(aws, tmp_path)
     clock = tmp_path / "clock.json"
     fd = os.open(clock, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -494,10 +461,9 @@ def test_garbled_clock_file_is_ignored(fresh: StandIn, config: Path, tmp_path: P
 # --- lock waits -------------------------------------------------------------------------------------------
 
 
-def test_stopped_lock_holder_delays_a_cold_call_at_most_lock_wait(fresh: StandIn, tmp_path: Path) -> None:
+def test_stopped_lock_holder_delays_a_cold_call_at_most_lock_wait(aws: StandIn, tmp_path: Path) -> None:
     """Issue: a stopped process holding the locks made cold calls wait 40 s (IoT lock inside the STS
     lock), not the documented LOCK_WAIT_S (20 s)."""
-    aws = fresh
     config = config_with(aws.config_path, defaults={"max_attempts": "1"})
     # A holds the locks while hop 1 is slow to answer; then it is stopped there.
     aws.fault("iot", "delay", seconds=3)
@@ -527,17 +493,15 @@ def test_stopped_lock_holder_delays_a_cold_call_at_most_lock_wait(fresh: StandIn
     b'{"a": NaN}', b'{"a": Infinity}', b"-Infinity", b"\xef\xbb\xbf{}", "{}".encode("utf-16"),
     '{"a": 1}'.encode("utf-16-le"), b'{"a": "\xff"}', b'{"a": "\xed\xa0\x80"}',
 ], ids=["NaN", "Infinity", "-Infinity", "BOM", "UTF-16-BOM", "UTF-16LE", "invalid-UTF-8", "UTF-8-surrogate"])
-def test_payload_that_lambda_refuses_is_65_before_any_call(fresh: StandIn, config: Path, tmp_path: Path,
+def test_payload_that_lambda_refuses_is_65_before_any_call(aws: StandIn, config: Path, tmp_path: Path,
                                                            payload: bytes) -> None:
-    aws = fresh
     result = run("dev", "-", config=config, cache=tmp_path, stdin=payload)
     assert result.code == 65, result.stderr
     one_line(result, "payload")
     assert (aws.count("iot"), aws.count("lambda")) == (0, 0)
 
 
-def test_a_5000_digit_integer_is_valid_json(fresh: StandIn, config: Path, tmp_path: Path) -> None:
-    aws = fresh
+def test_a_5000_digit_integer_is_valid_json(aws: StandIn, config: Path, tmp_path: Path) -> None:
     number = "9" * 5000
     before = len(aws.invocations)
     result = run("dev", "-", config=config, cache=tmp_path, stdin=('{"n": %s}' % number).encode())
@@ -545,15 +509,15 @@ def test_a_5000_digit_integer_is_valid_json(fresh: StandIn, config: Path, tmp_pa
     assert [str(i["event"]["n"]) for i in aws.invocations[before:]] == [number], "sent as it is"
 
 
-def test_empty_payload_is_65_saying_what_to_send(fresh: StandIn, config: Path, tmp_path: Path) -> None:
+def test_empty_payload_is_65_saying_what_to_send(aws: StandIn, config: Path, tmp_path: Path) -> None:
     result = run("dev", "-", config=config, cache=tmp_path, stdin=b"")
     assert result.code == 65, result.stderr
     one_line(result, "payload")
     assert "null" in result.stderr and "{}" in result.stderr
-    assert fresh.count("iot") == 0
+    assert aws.count("iot") == 0
 
 
-def test_one_gigabyte_on_stdin_is_65_quickly_with_little_memory(fresh: StandIn, config: Path, tmp_path: Path) -> None:
+def test_one_gigabyte_on_stdin_is_65_quickly_with_little_memory(aws: StandIn, config: Path, tmp_path: Path) -> None:
     """Issue: stdin was read without limit (1 GB -> 995 MB RSS; OOM from /dev/zero)."""
     big = tmp_path / "big"
     with open(big, "wb") as f:
@@ -569,4 +533,4 @@ def test_one_gigabyte_on_stdin_is_65_quickly_with_little_memory(fresh: StandIn, 
     assert len(done.stderr.splitlines()) == 1
     assert int(rss.read_text()) < 100 * 1024, "stdin read without a bound"
     assert elapsed < 10
-    assert fresh.count("iot") == 0
+    assert aws.count("iot") == 0
