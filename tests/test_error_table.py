@@ -288,3 +288,16 @@ def test_cli_answers_each_documented_iot_error(aws: StandIn, tmp_path: Path, sta
     assert result.stderr.startswith("iotinvoke: iot: ") and len(result.lines) == 1
     assert aws.count("iot") == 1, "a refusal is not retried"
     assert (aws.count("sts"), aws.count("lambda")) == (0, 0)
+
+
+@pytest.mark.parametrize("code", sorted(STS), ids=sorted(STS))
+def test_cli_answers_each_modelled_sts_error(aws: StandIn, tmp_path: Path, code: str) -> None:
+    exit_code, reason, resend = TABLE[("sts", code)]
+    aws.fault("sts", "error", count=PERSISTENT, code=code, status=STS[code])
+    result = run("dev", "{}", config=aws.config_path, cache=tmp_path)
+    assert result.code == exit_code, result.stderr
+    assert result.stderr.startswith("iotinvoke: sts: ") and len(result.lines) == 1, result.stderr
+    assert bracket(result)[0] == reason
+    # A refused token is fetched afresh once (hop 1 again), then the refusal stands.
+    assert aws.count("sts") == (ATTEMPTS if resend and exit_code == 75 else 2 if resend else 1)
+    assert aws.count("lambda") == 0

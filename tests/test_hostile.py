@@ -352,12 +352,14 @@ def test_invoke_connection_has_tcp_keepalive(aws: StandIn, config: Path, tmp_pat
     client = iotinvoke.Client(iotinvoke.load_config(str(config)))
     result = client.invoke("dev", b"{}")
     assert result.payload == SEED_ANSWER
-    lambda_url = aws.urls["lambda"]
+    ports = {int(url.rsplit(":", 1)[1]) for url in aws.urls.values()}
     sockets = []
     for manager in client._transport._managers.values():
-        pool = manager.connection_from_url(lambda_url)
-        sockets += [c.sock for c in list(pool.pool.queue) if c is not None and c.sock is not None]
-    assert sockets, "the invoke connection is kept in its pool"
+        for key in list(manager.pools.keys()):
+            pool = manager.pools[key]
+            sockets += [c.sock for c in list(pool.pool.queue) if c is not None and c.sock is not None]
+    # One kept connection per hop (the invoke's among them), each with keepalive.
+    assert {sock.getpeername()[1] for sock in sockets} == ports, "each hop's connection is kept in its pool"
     for sock in sockets:
         assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
         if hasattr(socket, "TCP_KEEPIDLE"):
@@ -379,15 +381,23 @@ def test_stdout_full_after_the_run_is_74_one_line(aws: StandIn, config: Path, tm
     result = run("dev", "{}", config=config, cache=tmp_path, wrapper=shell(">/dev/full"))
     assert result.code == 74, result.stderr
     assert len(result.lines) == 1 and result.stderr.startswith("iotinvoke: "), result.stderr
+    assert tags(result) == ["stdout-failed"] and "function ran" in result.stderr
     assert len(aws.invocations) - before == 1
 
 
 def test_stdout_closed_at_start_is_refused_before_any_network_call(aws: StandIn, config: Path,
                                                                    tmp_path: Path) -> None:
     result = run("dev", "{}", config=config, cache=tmp_path, wrapper=shell(">&-"))
-    assert result.code in (64, 74), result.stderr   # never 70 ('NoneType' object has no attribute 'buffer')
-    assert len(result.lines) == 1 and "NoneType" not in result.stderr, result.stderr
+    assert result.code == 64, result.stderr   # never 70 ('NoneType' object has no attribute 'buffer')
+    assert len(result.lines) == 1 and tags(result) == ["stdout-closed"], result.stderr
     assert (aws.count("iot"), aws.count("sts"), aws.count("lambda")) == (0, 0, 0)
+
+
+def test_stdout_closed_is_fine_for_an_event_invoke(aws: StandIn, config: Path, tmp_path: Path) -> None:
+    # An Event invoke has no answer to deliver.
+    result = run("--event", "dev", "{}", config=config, cache=tmp_path, wrapper=shell(">&-"))
+    assert (result.code, result.stderr) == (0, "")
+    assert aws.count("lambda") == 1
 
 
 def test_stdin_closed_with_the_payload_in_argv_works(aws: StandIn, config: Path, tmp_path: Path) -> None:
