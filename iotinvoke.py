@@ -110,6 +110,7 @@ LOCK_POLL_S = 0.02
 CLOCK_SKEW_THRESHOLD_S = 240.0  # below SigV4's 5-minute window, as the JS and Kotlin SDKs use
 RESERVED_THROTTLE_WAIT_S = 60.0  # a function's reserved concurrency used up, or set to 0 by its owner
 CLOCK_WAIT_S = 30.0  # a board without an RTC: NTP usually answers within this after boot
+CLOCK_FLOOR = 1793491200.0  # 2026-11-01T00:00:00Z, before this release: no earlier time is AWS's
 TCP_KEEPALIVE_IDLE_S = 60  # well below NAT idle timeouts (AWS NAT gateway: 350 s)
 TCP_KEEPALIVE_INTERVAL_S = 15
 TCP_KEEPALIVE_PROBES = 4  # a dead peer is noticed about 2 minutes after it went silent
@@ -870,25 +871,42 @@ class _Transport:
     the urllib3 version raises for it; any failure after that may come after the server acted.
     """
 
-    def __init__(self, connect_timeout: float, log: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        connect_timeout: float,
+        log: Callable[[str], None],
+        clock: _BoardClock | None = None,
+    ) -> None:
         self.connect_timeout = connect_timeout
         self._log = log
-        self._managers: dict[tuple[str | None, str | None, str | None, str | None], urllib3.PoolManager] = {}
+        self._clock = clock
+        self._managers: dict[tuple[Any, ...], urllib3.PoolManager] = {}
         self._ready: list[Any] = []  # connections that became ready during the current request
         self._pool_class: Any = None
 
-    def _manager(self, ca: str | None, client_cert: tuple[str, str] | None, url: str) -> urllib3.PoolManager:
+    def _board_behind(self) -> bool:
+        """The corrected clock is well ahead of the board's: OpenSSL, which checks certificate dates
+        against the board's clock, must leave that check to us (see _ssl_context)."""
+        return self._clock is not None and self._clock.offset() > CLOCK_SKEW_THRESHOLD_S
+
+    def _manager(
+        self, ca: str | None, client_cert: tuple[str, str] | None, url: str, leaf_check: Callable[[Any], None] | None
+    ) -> urllib3.PoolManager:
         proxy = _proxy_for(url)
         host = _host_port(url)[0]
         # urllib3 1.26 wraps sockets without server_hostname for an IP address, so a context that
         # checks host names fails; a context bound to that address fills it in (see _ssl_context).
         ip_host = host if _is_ip_address(host) else None
-        key = (ca, client_cert[0] if client_cert else None, proxy[0] if proxy else None, ip_host)
+        key = (ca, client_cert[0] if client_cert else None, proxy[0] if proxy else None, ip_host, leaf_check)
         manager = self._managers.get(key)
         if manager is None:
             import urllib3
+            import warnings
 
-            context = _ssl_context(ca, client_cert, ip_host)
+            # urllib3 warns on stderr when the board's date is old; iotinvoke says it in its own line.
+            warnings.filterwarnings("ignore", category=urllib3.exceptions.SystemTimeWarning)
+
+            context = _ssl_context(ca, client_cert, ip_host, leaf_check)
             options = {"maxsize": 2, "ssl_context": context, "socket_options": _socket_options()}
             if proxy is None:
                 manager = urllib3.PoolManager(**options)
@@ -914,6 +932,14 @@ class _Transport:
             class _Connection(HTTPSConnection):
                 def connect(self) -> None:
                     super().connect()
+                    leaf_check = getattr(self.ssl_context, "iotinvoke_leaf_check", None)
+                    if leaf_check is not None:
+                        try:
+                            sock: Any = self.sock  # an SSLSocket once connected
+                            leaf_check(sock.getpeercert())
+                        except BaseException:
+                            self.close()
+                            raise
                     ready.append(self)
 
             class _Pool(HTTPSConnectionPool):
@@ -943,6 +969,7 @@ class _Transport:
         client_cert: tuple[str, str] | None = None,
         may_run: bool = False,
         deadline_s: float | None = None,
+        learning: bool = False,
     ) -> _Response:
         """One request, no retries; the whole answer read and checked.
 
@@ -952,7 +979,8 @@ class _Transport:
         """
         import urllib3
 
-        manager = self._manager(ca, client_cert, url)
+        leaf_check = self._check_leaf_dates if self._board_behind() else None
+        manager = self._manager(ca, client_cert, url, leaf_check)
         started = time.monotonic()
         self._ready.clear()
         timer = None
@@ -969,6 +997,7 @@ class _Transport:
             timer.daemon = True
             timer.start()
         response = None
+        learned = False
         try:
             response = manager.request(
                 method,
@@ -1007,15 +1036,102 @@ class _Transport:
             if response is not None:
                 response.close()
             if not self._ready:  # never connected: nothing was sent
-                raise _connect_error(hop, url, e, client_cert is not None, ca, ca_source) from None
+                error = _connect_error(hop, url, e, client_cert is not None, ca, ca_source)
+                if error.reason != "clock-wrong" or learning:
+                    raise error from None
+                learned, window = self._learn_time(url, ca, client_cert)
+                if not learned:
+                    error.message += window
+                    raise error from None
+            else:
+                raise _exchange_error(hop, url, e, client_cert is not None, may_run, bool(expired), deadline_s) from None
             raise _exchange_error(hop, url, e, client_cert is not None, may_run, bool(expired), deadline_s) from None
         finally:
             if timer is not None:
                 timer.cancel()
             if response is not None:
                 response.release_conn()
+        if learned:  # the board's clock was behind; now the corrected clock checks the certificate
+            return self.send(hop, method, url, headers, body, read_timeout=read_timeout, max_bytes=max_bytes, ca=ca,
+                             ca_source=ca_source, client_cert=client_cert, may_run=may_run, deadline_s=deadline_s,
+                             learning=True)
         self._log("%s: %s %s -> %d (%.0f ms)" % (hop, method, url.split("?")[0], response.status, (time.monotonic() - started) * 1000))
         return _Response(response.status, response.headers, data)
+
+    def _check_leaf_dates(self, certificate: dict[str, Any]) -> None:
+        assert self._clock is not None
+        _check_validity(certificate, self._clock.now())
+
+    def _learn_time(self, url: str, ca: str | None, client_cert: tuple[str, str] | None) -> tuple[bool, str]:
+        """The board's clock is before the server certificate's validity (it booted without an RTC).
+        Learn AWS's time from a harmless request on a connection whose chain and name are verified
+        but not its dates, and move the corrected clock forward to it, never backward, and only to
+        a time at which that certificate is valid; see README "Clock at boot". Returns whether it
+        learned, and the certificate's validity window for the error line when not."""
+        import urllib3
+
+        if self._clock is None:
+            return False, ""
+        seen: list[dict[str, Any]] = []
+        manager = self._manager(ca, client_cert, url, seen.append)
+        try:
+            probe = manager.request("HEAD", url.split("?")[0].rsplit("/", 1)[0] + "/", retries=False, redirect=False,
+                                    timeout=urllib3.Timeout(connect=self.connect_timeout, read=self.connect_timeout),
+                                    headers={"User-Agent": USER_AGENT})
+            probe.release_conn()
+        except Exception as e:
+            self._log("clock: cannot learn AWS's time: %s" % _net_reason(e))
+            return False, ""
+        window = ""
+        if seen:
+            window = " (the certificate is valid from %s to %s)" % (seen[-1].get("notBefore"), seen[-1].get("notAfter"))
+        server = _http_date(probe.headers.get("Date"))
+        local = self._clock.local()
+        if server is None or not seen or server < max(local, CLOCK_FLOOR) + CLOCK_SKEW_THRESHOLD_S:
+            return False, window  # forward only: a Date no later than the board's own clock teaches nothing
+        try:
+            _check_validity(seen[-1], server)
+        except _CertificateTime:
+            return False, window
+        self._clock.learn(server)
+        self._log("clock: the board's clock is %.0f s behind AWS's (learned at boot); TLS dates now checked "
+                  "against AWS's time" % (server - local))
+        return True, ""
+
+
+class _BoardClock:
+    """What the transport needs of the Client's clock: the corrected time, the board's own, their
+    difference, and a way to move the corrected clock forward."""
+
+    def __init__(self, now: Callable[[], float], local: Callable[[], float], learn: Callable[[float], None]) -> None:
+        self.now = now
+        self.local = local
+        self.learn = learn
+
+    def offset(self) -> float:
+        return self.now() - self.local()
+
+
+class _CertificateTime(Exception):
+    """A server certificate not valid at the corrected time."""
+
+    def __init__(self, when: float, not_before: float, not_after: float) -> None:
+        expired = when > not_after
+        super().__init__("the server certificate is %s at %s (valid %s to %s)" % (
+            "expired" if expired else "not yet valid", _iso8601(when), _iso8601(not_before), _iso8601(not_after)))
+        self.expired = expired
+
+
+def _check_validity(certificate: dict[str, Any], when: float) -> None:
+    import ssl
+
+    try:
+        not_before = float(ssl.cert_time_to_seconds(certificate["notBefore"]))
+        not_after = float(ssl.cert_time_to_seconds(certificate["notAfter"]))
+    except (KeyError, TypeError, ValueError):
+        raise _CertificateTime(when, 0.0, 0.0) from None
+    if not not_before <= when <= not_after:
+        raise _CertificateTime(when, not_before, not_after)
 
 
 class _Unreadable(Exception):
@@ -1109,7 +1225,16 @@ def _proxy_for(url: str, environ: Mapping[str, str] = os.environ) -> tuple[str, 
     return "%s://%s" % (parts.scheme, parts.netloc.rpartition("@")[2]), auth
 
 
-def _ssl_context(ca: str | None, client_cert: tuple[str, str] | None, ip_host: str | None = None) -> Any:
+def _ssl_context(
+    ca: str | None,
+    client_cert: tuple[str, str] | None,
+    ip_host: str | None = None,
+    leaf_check: Callable[[Any], None] | None = None,
+) -> Any:
+    """A TLS context that verifies the server's chain and name, TLS 1.2 or later, with the device
+    certificate when given. ``leaf_check``: OpenSSL skips certificate dates (it would check them
+    against the board's clock, which is known to be behind); the transport calls leaf_check with
+    the verified server certificate right after each handshake, before anything is sent."""
     import ssl
 
     if ca is None:
@@ -1133,6 +1258,9 @@ def _ssl_context(ca: str | None, client_cert: tuple[str, str] | None, ip_host: s
         raise IotInvokeError("cannot read the CA file %s: %s" % (ca, _os_reason(e)), EX_NOINPUT, "config",
                              reason="ca-file-unreadable") from None
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if leaf_check is not None:
+        context.verify_flags |= _X509_V_FLAG_NO_CHECK_TIME
+        context.iotinvoke_leaf_check = leaf_check
     if client_cert:
         cert, key = client_cert
         for what, path in (("certificate", cert), ("private key", key)):
@@ -1156,6 +1284,7 @@ _CERTIFICATE_ALERTS = ("BAD_CERTIFICATE", "UNKNOWN_CA", "CERTIFICATE_UNKNOWN", "
                        "CERTIFICATE_REVOKED", "CERTIFICATE_EXPIRED", "ACCESS_DENIED", "UNSUPPORTED_CERTIFICATE")
 # OpenSSL's X509_V_ERR codes that mean "the certificate is not valid at this time".
 _X509_TIME_ERRORS = (9, 10)  # CERT_NOT_YET_VALID, CERT_HAS_EXPIRED
+_X509_V_FLAG_NO_CHECK_TIME = 0x200000  # OpenSSL 1.1.0+: verify the chain and name, not the dates
 _X509_NAME_ERRORS = (62, 64)  # HOSTNAME_MISMATCH, IP_ADDRESS_MISMATCH
 
 
@@ -1163,17 +1292,21 @@ def _verify_failure(error: BaseException) -> tuple[int | None, str] | None:
     """(OpenSSL verify code, its message) when error is, or wraps, a certificate verification failure."""
     import ssl
 
-    seen = 0
+    chain: list[BaseException] = []
     current: BaseException | None = error
-    while current is not None and seen < 5:
-        if isinstance(current, ssl.SSLCertVerificationError):
-            return current.verify_code, str(current.verify_message)
-        if type(current).__name__ == "CertificateError" or "CERTIFICATE_VERIFY_FAILED" in str(current):
-            text = str(current)
-            return (62 if "match" in text.lower() else None), text
+    while current is not None and len(chain) < 6:
+        chain.append(current)
         inner = current.args[0] if current.args and isinstance(current.args[0], BaseException) else None
         current = inner or current.__cause__ or current.__context__
-        seen += 1
+    for link in chain:
+        if isinstance(link, ssl.SSLCertVerificationError):
+            return link.verify_code, str(link.verify_message)
+    for link in chain:  # wrapped as text only
+        text = str(link)
+        if type(link).__name__ == "CertificateError" or "CERTIFICATE_VERIFY_FAILED" in text:
+            lowered = text.lower()
+            code = 62 if "match" in lowered else 9 if "not yet valid" in lowered else 10 if "expired" in lowered else None
+            return code, text
     return None
 
 
@@ -1184,6 +1317,12 @@ def _connect_error(hop: str, url: str, error: BaseException, mutual: bool, ca: s
 
     host = _host_port(url)[0]
     text = _net_reason(error)
+    if isinstance(error, _CertificateTime):
+        if error.expired:
+            return IotInvokeError("%s: %s, by AWS's time as learned at boot; the device certificate was not sent"
+                                  % (host, error), EX_UNAVAILABLE, hop, reason="tls-certificate-expired")
+        return IotInvokeError("%s: %s: the board's clock is wrong (check NTP: timedatectl status)" % (host, error),
+                              EX_TEMPFAIL, hop, reason="clock-wrong", retry_after=CLOCK_WAIT_S)
     verify = _verify_failure(error)
     if verify is not None:
         code, detail = verify
@@ -1338,7 +1477,8 @@ class Client:
 
             random = random_module.random
         self._random = random
-        self._transport = transport or _Transport(config.connect_timeout, self._log)
+        self._transport = transport or _Transport(
+            config.connect_timeout, self._log, _BoardClock(self.now, self._clock, self._learn_clock))
         folder = _cache_folder(config) if use_cache else None
         self._cache = _Cache(folder, self._log)
         self._cert_digest: str | None = None
@@ -1612,6 +1752,10 @@ class Client:
                     current = fresh
             self._memory[key] = current
             return current
+
+    def _learn_clock(self, server_time: float) -> None:
+        self.clock_offset = server_time - self._clock()
+        self._cache.write_json("clock.json", {"offset": self.clock_offset})
 
     def _correct_clock(self, server_time: float) -> None:
         self.clock_offset = server_time - self._clock()

@@ -33,7 +33,9 @@ OTHER_REASONS = {
     "tls-untrusted": (ii.EX_UNAVAILABLE, "the server certificate does not chain to the CA file the line names"),
     "tls-name-mismatch": (ii.EX_UNAVAILABLE, "the server certificate is for another name or address"),
     "tls-protocol": (ii.EX_UNAVAILABLE, "no TLS 1.2 or later on that port"),
-    "clock-wrong": (ii.EX_TEMPFAIL, "the server certificate is not valid at the board's time: NTP has not set the clock"),
+    "clock-wrong": (ii.EX_TEMPFAIL, "the server certificate is not valid at the board's time, and AWS's time could not "
+                    "be learned (the board is ahead): NTP has not set the clock"),
+    "tls-certificate-expired": (ii.EX_UNAVAILABLE, "the server certificate is expired by AWS's time learned at boot"),
     "certificate-refused": (ii.EX_NOPERM, "the credentials provider refused the device certificate in the handshake"),
     "clock-skew": (ii.EX_NOPERM, "AWS refused the time stamp even after taking its clock"),
     "payload-empty": (ii.EX_DATAERR, "an empty payload: pass null or {}"),
