@@ -341,7 +341,7 @@ class TlsFront:
                 upstream.sendall(request)
                 with self._lock:
                     self.forwarded += 1
-                answer = _read_message(upstream, is_request=False)
+                answer = _read_message(upstream, is_request=False, to_head=request.startswith(b"HEAD "))
         if answer is None:
             raise ConnectionError("the stand-in closed without answering")
         return answer
@@ -409,8 +409,9 @@ def _read_head(sock: socket.socket, prefix: bytes = b"") -> bytes | None:
     return data.split(b"\r\n\r\n", 1)[0]
 
 
-def _read_message(sock: socket.socket, *, is_request: bool) -> bytes | None:
-    """One whole HTTP/1.1 message framed by Content-Length (all iotinvoke and the stand-in send)."""
+def _read_message(sock: socket.socket, *, is_request: bool, to_head: bool = False) -> bytes | None:
+    """One whole HTTP/1.1 message framed by Content-Length (all iotinvoke and the stand-in send);
+    to_head: an answer to HEAD, which has no body whatever its Content-Length says."""
     data = b""
     while b"\r\n\r\n" not in data:
         try:
@@ -427,7 +428,7 @@ def _read_message(sock: socket.socket, *, is_request: bool) -> bytes | None:
     if re.search(rb"(?im)^transfer-encoding:", head):
         raise ConnectionError("chunked messages are not relayed by the kit")
     length = int(length_match.group(1)) if length_match else 0
-    if not is_request and head.split(b" ", 2)[1:2] in ([b"204"], [b"304"]):
+    if not is_request and (to_head or head.split(b" ", 2)[1:2] in ([b"204"], [b"304"])):
         length = 0
     while len(body) < length:
         chunk = sock.recv(min(65536, length - len(body)))
