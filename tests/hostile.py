@@ -12,10 +12,11 @@ Everything listens on 127.0.0.1 only, every socket has a timeout, and ``close()`
   host name, another CA, not yet valid, expired). ``mode`` decides what it does to the exchange:
   "pass" (relay), "drop_after_request" (relay the request, swallow the answer, close),
   "truncate" (the answer's full Content-Length, half its body, close), "truncate_chunked" (the
-  answer re-framed as chunked, its first half as one chunk, close without the last chunk), "gzip" (relay the request,
-  answer 200 with a 1.5 MB ``Content-Encoding: gzip`` bomb that expands to 1.5 GB), "drip" (the
-  answer at ``drip_rate`` bytes/s) or "close_handshake" (read the ClientHello, close). It records
-  the client certificates it was shown, so a test can prove one was never presented.
+  answer re-framed as chunked, its first half as one chunk, close without the last chunk), "gzip"
+  (relay the request, answer 200 with a 1.5 MB ``Content-Encoding: gzip`` bomb that expands to
+  1.5 GB), "drip" (the answer at ``drip_rate`` bytes/s) or "close_handshake" (read the
+  ClientHello, close). It records the client certificates it was shown (so a test can prove one
+  was never presented) and each request's head.
 - ``config_with``: a copy of the stand-in's configuration with some endpoints, CA files or
   [DEFAULT] settings replaced, written next to it (its relative paths keep working).
 - ``python tests/hostile.py --maxrss FILE -- ARGV...``: runs ARGV and writes its peak RSS (KiB) to
