@@ -88,6 +88,8 @@ EXIT_CODES = {  # README's exit-status table is generated from this (tests/test_
 
 CONFIG_SEARCH_PATH = ("iotinvoke.ini", "/etc/iotinvoke/iotinvoke.ini")
 CONNECT_TIMEOUT_S = 5.0
+MIN_TIMEOUT_S = 0.001
+MAX_TIMEOUT_S = 3600.0
 CREDENTIALS_READ_TIMEOUT_S = 10.0  # hops 1 and 2 answer in milliseconds when healthy
 INVOKE_READ_TIMEOUT_S = 905.0  # a synchronous invoke may run Lambda's maximum of 900 s
 ASYNC_READ_TIMEOUT_S = 30.0  # Event and DryRun return before the function runs
@@ -473,10 +475,12 @@ def load_config(path: str | None = None, environ: Mapping[str, str] = os.environ
     iot = parser["iot"]
     _check_keys(iot, _IOT_KEYS | _GLOBAL_KEYS, defaults, path, "iot")
     config.iot_endpoint = _endpoint_url(_required(iot, "endpoint", path), path, "iot", "endpoint")
-    if ".iot." in config.iot_endpoint and ".credentials.iot." not in config.iot_endpoint:
+    iot_host = _host_port(config.iot_endpoint)[0].lower()
+    if iot_host.endswith((".amazonaws.com", ".amazonaws.com.cn")) and ".credentials.iot." not in iot_host:
+        what = "the IoT data endpoint" if ".iot." in iot_host else "the endpoint of another AWS service"
         raise ConfigError(
-            "this looks like the IoT data endpoint; use the credentials endpoint "
-            "(aws iot describe-endpoint --endpoint-type iot:CredentialProvider)",
+            "this is %s; use the credentials endpoint "
+            "(aws iot describe-endpoint --endpoint-type iot:CredentialProvider)" % what,
             path,
             "iot",
             "endpoint",
@@ -588,29 +592,33 @@ def _matching(value: str, pattern: Any, expected: str, path: str, section: str, 
     return value
 
 
+def _bounded(text: str, parse: Callable[[str], float], low: float, high: float) -> float | None:
+    """text as a number from low to high (NaN and infinities never are), else None."""
+    try:
+        value = parse(text)
+    except ValueError:
+        return None
+    return value if low <= value <= high else None
+
+
 def _integer(section: Any, key: str, default: int, low: int, high: int, path: str, name: str) -> int:
     text = section.get(key)
     if not text:
         return default
-    try:
-        value = int(text)
-    except ValueError:
-        value = low - 1
-    if not low <= value <= high:
-        raise ConfigError("expected a whole number from %d to %d, got %r" % (low, high, text), path, name, key)
-    return value
+    value = _bounded(text, int, low, high)
+    if value is None:
+        raise ConfigError("expected a whole number from %d to %d, got %r" % (low, high, text[:40]), path, name, key)
+    return int(value)
 
 
 def _seconds(section: Any, key: str, default: float, path: str, name: str) -> float:
     text = section.get(key)
     if not text:
         return default
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value <= 3600:
-        raise ConfigError("expected seconds, more than 0 and at most 3600, got %r" % text, path, name, key)
+    value = _bounded(text, float, MIN_TIMEOUT_S, MAX_TIMEOUT_S)
+    if value is None:
+        raise ConfigError("expected seconds from %g to %g, got %r" % (MIN_TIMEOUT_S, MAX_TIMEOUT_S, text[:40]),
+                          path, name, key)
     return value
 
 
@@ -2040,8 +2048,8 @@ _EXPLANATIONS = {
     "thing-not-attached": "thing_name {thing!r} is not attached to this certificate",
     "certificate-inactive": "the certificate is not active with AWS IoT in this account and region (inactive, "
     "revoked, or registered elsewhere)",
-    "iot-policy-denied": "the certificate may not assume role alias {alias!r} (does its IoT policy allow "
-    "iot:AssumeRoleWithCertificate on the alias?)",
+    "iot-policy-denied": "the certificate may not assume role alias {alias!r} (is role_alias spelt right, and does "
+    "the certificate's IoT policy allow iot:AssumeRoleWithCertificate on it?)",
     "role-alias-not-found": "role alias {alias!r} does not exist (check role_alias, and that endpoint is the "
     "iot:CredentialProvider endpoint of the right account and region)",
     "role-not-assumable": "the role behind role alias {alias!r} cannot be assumed (it does not exist, or its trust "
@@ -2344,12 +2352,10 @@ def _timeout_option(options: dict[str, Any], name: str) -> float | None:
     text = options.get(name)
     if text is None:
         return None
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value <= 3600:
-        raise IotInvokeError("--%s takes seconds, more than 0 and at most 3600" % name.replace("_", "-"), EX_USAGE)
+    value = _bounded(text, float, MIN_TIMEOUT_S, MAX_TIMEOUT_S)
+    if value is None:
+        raise IotInvokeError("--%s takes seconds from %g to %g" % (name.replace("_", "-"), MIN_TIMEOUT_S, MAX_TIMEOUT_S),
+                             EX_USAGE)
     return value
 
 
@@ -2414,16 +2420,15 @@ def _run(argv: list[str], stdin: IO[bytes] | None, stdout: IO[bytes] | None, std
     if connect_timeout is not None:
         config.connect_timeout = connect_timeout
     use_cache = not options.get("no_cache") and not options.get("doctor")  # the doctor asks AWS afresh
-    log = None
+    log: Callable[[str], None] | None = None
     if options.get("verbose"):
-        def log(message: str) -> None:
-            _say(stderr, "iotinvoke: " + message + "\n")
-
+        log = lambda message: _say(stderr, "iotinvoke: " + message + "\n")  # noqa: E731
         log("config: %s" % config.path)
     client = Client(config, use_cache=use_cache, log=log)
     if options.get("clear_cache"):
         removed = client.clear_cache()
-        client._log("cache: removed %d files" % removed)
+        if log is not None:
+            log("cache: removed %d files" % removed)
         return EX_OK
     name = positional[0]
     client.environment(name)  # unknown environment: exit 64 before any network call
@@ -2445,7 +2450,7 @@ def _run(argv: list[str], stdin: IO[bytes] | None, stdout: IO[bytes] | None, std
         if stdin is None or stdout is None:
             raise IotInvokeError("--stream needs standard input and output open", EX_USAGE, "output",
                                  reason="stream-closed")
-        return _stream(client, name, stdin, stdout, bool(options.get("log_tail")), options.get("qualifier"),
+        return _stream(client, name, stdin, stdout, log, bool(options.get("log_tail")), options.get("qualifier"),
                        client_context, read_timeout)
     result = client.invoke(
         name,
@@ -2510,6 +2515,7 @@ def _stream(
     name: str,
     stdin: IO[bytes],
     stdout: IO[bytes],
+    log: Callable[[str], None] | None,
     log_tail: bool,
     qualifier: str | None,
     client_context: str | None,
@@ -2539,8 +2545,8 @@ def _stream(
                 record["payload"] = json.loads(result.payload) if result.payload else None
             except (ValueError, RecursionError):
                 record["payload"] = result.payload.decode("utf-8", "replace")
-            if result.log_result:
-                client._log("lambda: log tail: " + json.dumps(result.log_result))
+            if result.log_result and log is not None:
+                log("lambda: log tail: " + json.dumps(result.log_result))
         except IotInvokeError as e:
             record.update(exit=e.exit_code, status=e.status, error=str(e), reason=e.reason or None)
         _write_out(stdout, json.dumps(record, separators=(",", ":")).encode() + b"\n", ran=True)
@@ -2643,7 +2649,8 @@ _DIAGNOSES: dict[str, tuple[str, str]] = {
         "aws iot attach-thing-principal --thing-name {thing} --principal <certificate ARN>, or correct thing_name "
         "in [iot]"),
     "iot-policy-denied": (
-        "the certificate's IoT policy does not allow iot:AssumeRoleWithCertificate on the role alias",
+        "role_alias is misspelt (AWS then refuses it as not allowed, not as missing), or the certificate's IoT "
+        "policy does not allow iot:AssumeRoleWithCertificate on the role alias",
         "attach an IoT policy allowing iot:AssumeRoleWithCertificate on arn:aws:iot:REGION:ACCOUNT:rolealias/{alias}"),
     "role-alias-not-found": (
         "no role alias {alias!r} where this endpoint points",
