@@ -327,6 +327,8 @@ def load_config(path: str | None = None, environ: Mapping[str, str] = os.environ
         config.openssl_conf = _apply_openssl_conf(relative(iot["openssl_conf"]), path)
     if iot.get("pin_file"):
         config.pin_file = _PIN_FILES[config.key] = relative(iot["pin_file"])
+    else:
+        _PIN_FILES.pop(config.key, None)
     thing = iot.get("thing_name")
     if thing is not None:
         config.thing_name = _matching(thing, _THING_NAME_RE, "1-128 characters of [A-Za-z0-9:_-]", path, "iot", "thing_name")
@@ -962,9 +964,6 @@ def _load_device_key(context: Any, cert: str, key: str) -> None:
 
 def _provider_key_uri(key: str) -> str | None:
     """The PKCS#11 URI in a provider key file (DER: SEQUENCE {VisibleString, UTF8String uri}), or None."""
-    import base64
-    import binascii
-
     try:
         with open(key, "rb") as f:
             head = f.read(8192)
@@ -972,6 +971,9 @@ def _provider_key_uri(key: str) -> str | None:
         return None
     if not head.lstrip().startswith(_PROVIDER_KEY_HEADER):
         return None
+    import base64
+    import binascii
+
     body = head.lstrip()[len(_PROVIDER_KEY_HEADER) :].split(b"-----END", 1)[0]
     try:
         der = base64.b64decode(b"".join(body.split()))

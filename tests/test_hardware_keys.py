@@ -287,3 +287,33 @@ def test_tpm_unreachable_is_token_absent(aws: StandIn, tpm: Device, tmp_path: Pa
     doctor = tpm.run(tpm.config(aws), "--doctor", "dev", cache=tmp_path,
                      env={"TPM2_PKCS11_TCTI": "swtpm:host=127.0.0.1,port=1"})
     assert doctor.code == 69 and "TPM2_PKCS11_TCTI" in doctor.stdout.decode()
+
+
+# --- the key file and PIN file, without a token -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("length", [10, 200, 70000])
+def test_the_uri_is_read_from_a_provider_key_file_of_any_length(tmp_path: Path, length: int) -> None:
+    uri = "pkcs11:token=t%20x;object=" + "k" * length + ";type=private?pin-value=1%3B2"
+    key = tmp_path / "k"
+    key.write_bytes(hwkeys.provider_uri_pem(uri))
+    expected = uri if length < 8000 else ""  # only the first 8 KiB are read: then the provider decides
+    assert iotinvoke._provider_key_uri(str(key)) == expected
+    if expected:
+        path, query = iotinvoke._uri_attributes(uri)
+        assert path["token"] == "t x" and path["type"] == "private" and query == {"pin-value": "1;2"}
+
+
+def test_a_pem_key_is_not_a_provider_key(aws: StandIn) -> None:
+    assert iotinvoke._provider_key_uri(str(aws.certs["device"][1])) is None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the PIN file to another user")
+def test_a_pin_file_of_another_user_is_refused(aws: StandIn, tmp_path: Path) -> None:
+    pin = hwkeys.write_secret(tmp_path / "pin", "0000")
+    os.chown(pin, 1, 1)
+    config = tmp_path / "c.ini"
+    config.write_text(aws.config_path.read_text().replace("[iot]", f"[iot]\npin_file = {pin}")
+                      .replace("= certs/", f"= {aws.workdir}/certs/").replace("= ca.pem", f"= {aws.ca_path}"))
+    result = run("dev", "{}", config=config, cache=tmp_path / "cache")
+    one_error_line(result, 78, f"PIN file {pin} belongs to uid 1, not to this user (uid 0)")
