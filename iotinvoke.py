@@ -941,8 +941,10 @@ def _load_device_key(context: Any, cert: str, key: str) -> None:
     uri = _provider_key_uri(key)
     pin_file = _PIN_FILES.get(key)
     pin = _read_pin(pin_file) if pin_file else b""
+    asked: list[bool] = []
 
     def password() -> bytes:
+        asked.append(True)
         # CPython's load_cert_chain reports a stale errno in preference to OpenSSL's error, and
         # pkcs11-provider leaves ENOENT behind before it asks for the PIN: a successful write
         # (CPython clears errno first) lets a later failure say what it is (key values mismatch).
@@ -959,7 +961,7 @@ def _load_device_key(context: Any, cert: str, key: str) -> None:
         with _QuietStderr(uri is not None):
             context.load_cert_chain(cert, key, password=password if uri is not None else lambda: pin)
     except (OSError, ssl.SSLError) as e:
-        raise _device_key_error(cert, key, e, uri, bool(pin)) from None
+        raise _device_key_error(cert, key, e, uri, bool(pin), bool(asked)) from None
 
 
 def _provider_key_uri(key: str) -> str | None:
@@ -1058,7 +1060,9 @@ class _QuietStderr:
             self.saved = -1
 
 
-def _device_key_error(cert: str, key: str, error: Exception, uri: str | None, pin_given: bool) -> _DeviceKeyError:
+def _device_key_error(
+    cert: str, key: str, error: Exception, uri: str | None, pin_given: bool, pin_asked: bool = True
+) -> _DeviceKeyError:
     """Which of _KEY_REASONS made load_cert_chain fail, asked of OpenSSL and the PKCS#11 module."""
     text = str(error)
     if "KEY_VALUES_MISMATCH" in text:
@@ -1104,10 +1108,13 @@ def _device_key_error(cert: str, key: str, error: Exception, uri: str | None, pi
         return _DeviceKeyError(
             "pkcs11-pin-missing", "%s needs a PIN for the device key %s and none is configured: set pin_file in [iot]" % (want, key)
         )
+    # Without the callback a stale errno replaced OpenSSL's reason (see _load_device_key): a wrong
+    # PIN and a key that is not the certificate's then look the same.
+    mismatch = "" if pin_asked or not isinstance(error, OSError) else ", or its key is not the certificate's"
     return _DeviceKeyError(
         "pkcs11-wrong-pin",
-        "%s refused the PIN (or holds no private key the URI in %s names): PIN retries are limited and the "
-        "token locks after a few; correct the PIN before trying again" % (want, key),
+        "%s refused the PIN (or holds no private key the URI in %s names%s): PIN retries are limited and the "
+        "token locks after a few; correct the PIN before trying again" % (want, key, mismatch),
     )
 
 

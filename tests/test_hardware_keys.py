@@ -317,3 +317,17 @@ def test_a_pin_file_of_another_user_is_refused(aws: StandIn, tmp_path: Path) -> 
                       .replace("= certs/", f"= {aws.workdir}/certs/").replace("= ca.pem", f"= {aws.ca_path}"))
     result = run("dev", "{}", config=config, cache=tmp_path / "cache")
     one_error_line(result, 78, f"PIN file {pin} belongs to uid 1, not to this user (uid 0)")
+
+
+def test_with_pin_value_a_wrong_pin_and_a_foreign_certificate_are_named_together(
+    aws: StandIn, softhsm: Device, tmp_path: Path
+) -> None:
+    # The PIN is not asked for through the callback, so OpenSSL's reason is lost (SoftHSM2 leaves
+    # a stale errno): the line names both possibilities rather than the wrong one.
+    key = tmp_path / "with-pin.key"
+    key.write_bytes(hwkeys.provider_uri_pem(f"pkcs11:token=iotinvoke;object={hwkeys.KEY_LABEL};type=private"
+                                            f"?pin-value={hwkeys.PIN}"))
+    key.chmod(0o600)
+    config = softhsm.config(aws, "c.ini", key=key, cert=aws.certs["device"][0], pin_file=False)
+    result = softhsm.run(config, "dev", "{}", cache=tmp_path / "cache")
+    one_error_line(result, 77, "refused the PIN", "or its key is not the certificate's")
