@@ -946,8 +946,9 @@ def _load_device_key(context: Any, cert: str, key: str) -> None:
     def password() -> bytes:
         asked.append(True)
         # CPython's load_cert_chain reports a stale errno in preference to OpenSSL's error, and
-        # pkcs11-provider leaves ENOENT behind before it asks for the PIN: a successful write
-        # (CPython clears errno first) lets a later failure say what it is (key values mismatch).
+        # a module may leave one behind before the PIN is asked for (SoftHSM2's C_Initialize: a
+        # failed dlopen of OpenSSL's rdrand engine): a successful write (CPython clears errno
+        # first) lets a later failure say what it is (key values mismatch, PEM lib).
         try:
             os.write(2, b"")
         except OSError:
