@@ -93,23 +93,23 @@ MAX_ASYNC_PAYLOAD_BYTES = 1048576  # Lambda Event invokes: 1 MB
 MAX_CLIENT_CONTEXT_BYTES = 3583  # base64 text, Lambda's documented limit
 REFRESH_MARGIN_S = 300.0  # refresh 5 min before expiry (aws-c-auth, Greengrass), ...
 REFRESH_MARGIN_FRACTION = 0.5  # ... but never more than half the lifetime (short role aliases)
+MAX_CLOCK_OFFSET_S = 100 * 365 * 86400.0  # a board at 1970 is 56 years behind; more is garbage
 MIN_FALLBACK_VALIDITY_S = 30.0  # a failed refresh may fall back to credentials valid this long
 CHAINED_ROLE_MAX_DURATION_S = 3600  # AssumeRole with role credentials is role chaining: <= 1 h
 LOCK_WAIT_S = 20.0  # a process holding a cache lock longer than this is presumed stuck
 LOCK_POLL_S = 0.02
 CLOCK_SKEW_THRESHOLD_S = 240.0  # below SigV4's 5-minute window, as the JS and Kotlin SDKs use
+RESERVED_THROTTLE_WAIT_S = 60.0  # a function's reserved concurrency used up, or set to 0 by its owner
+CLOCK_WAIT_S = 30.0  # a board without an RTC: NTP usually answers within this after boot
+TCP_KEEPALIVE_IDLE_S = 60  # well below NAT idle timeouts (AWS NAT gateway: 350 s)
+TCP_KEEPALIVE_INTERVAL_S = 15
+TCP_KEEPALIVE_PROBES = 4  # a dead peer is noticed about 2 minutes after it went silent
+MAX_LOG_TAIL_BYTES = 8192  # Lambda sends the last 4 KB of the log, base64-encoded
 USER_AGENT = "iotinvoke/" + __version__
 
 _IOT_THING_HEADER = "x-amzn-iot-thingname"
 _SKEW_CODES = ("InvalidSignatureException", "SignatureDoesNotMatch", "RequestTimeTooSkewed", "RequestExpired")
 _SKEW_MARKERS = ("Signature expired", "Signature not yet current", "too skewed", "RequestExpired")
-# Errors that mean "these credentials are no good": drop them from the cache and fetch once more.
-_BAD_TOKEN_CODES = (
-    "ExpiredToken",
-    "ExpiredTokenException",
-    "InvalidClientTokenId",
-    "UnrecognizedClientException",
-)
 
 
 # --- Errors ------------------------------------------------------------------------------------------
@@ -118,8 +118,11 @@ _BAD_TOKEN_CODES = (
 class IotInvokeError(Exception):
     """Any failure iotinvoke reports: one line for stderr and a sysexits.h exit status.
 
-    ``hop`` is "config", "payload", "iot", "sts", "lambda" or "cache"; ``status``, ``code`` and
-    ``request_id`` are AWS's HTTP status, error code and request id when AWS answered.
+    ``hop`` is "config", "payload", "iot", "sts", "lambda", "cache" or "output"; ``status``, ``code``
+    and ``request_id`` are AWS's HTTP status, error code and request id when AWS answered.
+    ``reason`` is a short stable slug (``function-not-ready``, ``kms-denied``...) that programs may
+    branch on; ``retry_after`` is how many seconds a caller should wait before trying again, when
+    known. Both end the stderr line as ``[reason; retry after N s]``.
     """
 
     def __init__(
@@ -130,6 +133,9 @@ class IotInvokeError(Exception):
         status: int | None = None,
         code: str | None = None,
         request_id: str | None = None,
+        *,
+        reason: str = "",
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -138,6 +144,8 @@ class IotInvokeError(Exception):
         self.status = status
         self.code = code
         self.request_id = request_id
+        self.reason = reason
+        self.retry_after = retry_after
 
     def __str__(self) -> str:
         where = self.hop + ": " if self.hop else ""
@@ -149,30 +157,30 @@ class IotInvokeError(Exception):
         if self.request_id:
             detail.append("request id " + self.request_id)
         tail = " (%s)" % ", ".join(detail) if detail else ""
-        return where + self.message + tail
+        tags = [self.reason] if self.reason else []
+        if self.retry_after is not None and self.exit_code == EX_TEMPFAIL:
+            tags.append("retry after %d s" % max(1, round(self.retry_after)))
+        return where + self.message + tail + (" [%s]" % "; ".join(tags) if tags else "")
 
 
 class ConfigError(IotInvokeError):
     """The configuration file is missing or invalid; the message names the file, section and key."""
 
-    def __init__(self, message: str, path: str = "", section: str = "", key: str = "") -> None:
+    def __init__(self, message: str, path: str = "", section: str = "", key: str = "", reason: str = "config") -> None:
         where = path
         if section:
             where += " [%s]" % section
         if key:
             where += " " + key
-        super().__init__((where + ": " if where else "") + message, EX_CONFIG, "config")
+        super().__init__((where + ": " if where else "") + message, EX_CONFIG, "config", reason=reason)
         self.path = path
         self.section = section
         self.key = key
 
 
 class _Retryable(IotInvokeError):
-    """A failure that another attempt may fix (network, throttling, 5xx)."""
-
-    def __init__(self, *args: Any, retry_after: float | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.retry_after = retry_after
+    """A failure that proves the request did nothing, so it may be sent again (throttling, a
+    connection that never carried the request, a set-up failure before the function ran)."""
 
 
 class _BadCredentials(IotInvokeError):
@@ -187,10 +195,154 @@ class _ClockSkew(IotInvokeError):
         self.server_time = server_time
 
 
+# --- What each AWS answer means: one table decides status, reason and whether to send again ----------
+#
+# (hop, error code) -> (exit status, reason, resend). ``resend`` is True only where the answer proves
+# the request did nothing: a throttle, a refused signature or token, or a set-up failure that Lambda
+# reports before the function's code runs. Anything else from Lambda Invoke may come after the function
+# ran ("your function's code might have run completely, partially, or not at all",
+# https://docs.aws.amazon.com/lambda/latest/dg/invocation-retries.html), so it is never sent twice
+# unless the caller declares the function idempotent. Hops 1 and 2 only fetch credentials: every
+# transient failure there may be retried.
+#
+# Lambda rows: every error of Invoke in botocore's model (botocore/data/lambda/2015-03-31/service-2.json,
+# status and text from each shape's documentation), plus errors AWS sends that the model does not list.
+# STS rows: AssumeRole's modelled errors (botocore/data/sts/2011-06-15/service-2.json) and STS's common
+# errors (https://docs.aws.amazon.com/STS/latest/APIReference/CommonErrors.html). IoT rows: the
+# credentials provider has no model; its documented answers carry only a message, from which
+# _aws_error_fields derives the code in the first column (see _IOT_MESSAGES).
+# tests/test_error_table.py fails when an installed model lists an error with no row here.
+_T_, _P_, _N_, _D_, _X_, _I_ = EX_TEMPFAIL, EX_UNAVAILABLE, EX_NOPERM, EX_DATAERR, EX_IOERR, EX_SOFTWARE
+_ERROR_TABLE: dict[tuple[str, str], tuple[int, str, bool]] = {
+    # Hop 1, the IoT credentials provider (https://docs.aws.amazon.com/iot/latest/developerguide/authorizing-direct-aws.html)
+    ("iot", "InvalidThingName"): (_N_, "thing-not-attached", False),
+    ("iot", "CertificateInvalid"): (_N_, "certificate-inactive", False),
+    ("iot", "AccessDenied"): (_N_, "iot-policy-denied", False),
+    ("iot", "RoleAliasNotFound"): (_P_, "role-alias-not-found", False),
+    ("iot", "RoleNotAssumable"): (_P_, "role-not-assumable", False),
+    ("iot", "DurationExceedsMax"): (_P_, "duration-exceeds-role-max", False),
+    ("iot", "Throttling"): (_T_, "throttled", True),
+    # Hop 2, STS: AssumeRole's modelled errors ...
+    ("sts", "MalformedPolicyDocument"): (_P_, "malformed-policy", False),
+    ("sts", "PackedPolicyTooLarge"): (_P_, "packed-policy-too-large", False),
+    ("sts", "RegionDisabledException"): (_P_, "sts-region-disabled", False),  # an account admin must activate it
+    ("sts", "ExpiredTokenException"): (_N_, "token-expired", True),
+    # ... and STS's common errors.
+    ("sts", "ExpiredToken"): (_N_, "token-expired", True),
+    ("sts", "AccessDenied"): (_N_, "assume-role-denied", False),
+    ("sts", "InvalidClientTokenId"): (_N_, "token-invalid", True),
+    ("sts", "SignatureDoesNotMatch"): (_N_, "signature-mismatch", False),
+    ("sts", "RequestExpired"): (_N_, "clock-skew", True),
+    ("sts", "IncompleteSignature"): (_I_, "signature-incomplete", False),
+    ("sts", "MissingAuthenticationToken"): (_I_, "signature-missing", False),
+    ("sts", "OptInRequired"): (_P_, "opt-in-required", False),
+    ("sts", "ValidationError"): (_P_, "invalid-parameter", False),
+    ("sts", "InvalidParameterValue"): (_P_, "invalid-parameter", False),
+    ("sts", "InvalidParameterCombination"): (_P_, "invalid-parameter", False),
+    ("sts", "MissingParameter"): (_P_, "invalid-parameter", False),
+    ("sts", "InvalidAction"): (_I_, "invalid-action", False),
+    ("sts", "InvalidQueryParameter"): (_I_, "invalid-parameter", False),
+    ("sts", "MalformedQueryString"): (_I_, "invalid-parameter", False),
+    ("sts", "Throttling"): (_T_, "throttled", True),
+    ("sts", "InternalFailure"): (_T_, "server-error", True),
+    ("sts", "ServiceUnavailable"): (_T_, "server-error", True),
+    # Hop 3, Lambda Invoke: the caller's own request ...
+    ("lambda", "ResourceNotFoundException"): (_P_, "function-not-found", False),
+    ("lambda", "InvalidParameterValueException"): (_P_, "invalid-parameter", False),
+    ("lambda", "InvalidRequestContentException"): (_D_, "payload-rejected", False),
+    ("lambda", "UnsupportedMediaTypeException"): (_D_, "payload-rejected", False),
+    ("lambda", "RequestTooLargeException"): (_D_, "payload-too-large", False),
+    ("lambda", "SerializedRequestEntityTooLargeException"): (_D_, "payload-too-large", False),
+    ("lambda", "RequestEntityTooLargeException"): (_D_, "payload-too-large", False),  # seen on the wire
+    ("lambda", "NoPublishedVersionException"): (_P_, "no-published-version", False),
+    ("lambda", "RecursiveInvocationException"): (_P_, "recursive-invocation", False),
+    ("lambda", "DurableExecutionAlreadyStartedException"): (_P_, "durable-execution-exists", False),
+    # ... throttles: nothing ran ...
+    ("lambda", "TooManyRequestsException"): (_T_, "throttled", True),
+    # ... the function's state: Pending / Inactive / updating, or SnapStart still initialising. They
+    # clear by themselves (https://docs.aws.amazon.com/lambda/latest/dg/functions-states.html) ...
+    ("lambda", "ResourceConflictException"): (_T_, "function-not-ready", True),
+    ("lambda", "SnapStartNotReadyException"): (_T_, "snapstart-not-ready", True),
+    ("lambda", "ResourceNotReadyException"): (_T_, "vpc-not-ready", True),
+    # ... set-up failures before the handler runs that clear by themselves ...
+    ("lambda", "EC2ThrottledException"): (_T_, "ec2-throttled", True),
+    ("lambda", "EC2UnexpectedException"): (_T_, "ec2-unexpected", True),
+    ("lambda", "EFSMountConnectivityException"): (_T_, "efs-mount-unreachable", True),
+    ("lambda", "EFSMountTimeoutException"): (_T_, "efs-mount-timeout", True),
+    ("lambda", "S3FilesMountConnectivityException"): (_T_, "s3files-mount-unreachable", True),
+    ("lambda", "S3FilesMountTimeoutException"): (_T_, "s3files-mount-timeout", True),
+    ("lambda", "SnapStartTimeoutException"): (_T_, "snapstart-timeout", True),
+    # ... set-up failures before the handler runs that only the function's owner can fix ...
+    ("lambda", "EC2AccessDeniedException"): (_P_, "ec2-access-denied", False),
+    ("lambda", "ENILimitReachedException"): (_P_, "eni-limit", False),
+    ("lambda", "SubnetIPAddressLimitReachedException"): (_P_, "subnet-ips-exhausted", False),
+    ("lambda", "InvalidSubnetIDException"): (_P_, "invalid-subnet", False),
+    ("lambda", "InvalidSecurityGroupIDException"): (_P_, "invalid-security-group", False),
+    ("lambda", "KMSAccessDeniedException"): (_P_, "kms-denied", False),
+    ("lambda", "KMSDisabledException"): (_P_, "kms-disabled", False),
+    ("lambda", "KMSInvalidStateException"): (_P_, "kms-invalid-state", False),
+    ("lambda", "KMSNotFoundException"): (_P_, "kms-not-found", False),
+    ("lambda", "InvalidRuntimeException"): (_P_, "invalid-runtime", False),
+    ("lambda", "InvalidZipFileException"): (_P_, "invalid-zip", False),
+    ("lambda", "EFSMountFailureException"): (_P_, "efs-mount-failed", False),  # 403, but not IAM's
+    ("lambda", "S3FilesMountFailureException"): (_P_, "s3files-mount-failed", False),
+    ("lambda", "SnapStartException"): (_P_, "snapstart-restore-failed", False),
+    # ... failures during or after the function's run: it may have run ...
+    ("lambda", "ServiceException"): (_X_, "lambda-service-error", False),
+    ("lambda", "EFSIOException"): (_X_, "efs-io", False),
+    # ... and what AWS sends that the model does not list.
+    ("lambda", "AccessDeniedException"): (_N_, "invoke-denied", False),
+    ("lambda", "UnrecognizedClientException"): (_N_, "token-invalid", True),
+    ("lambda", "ExpiredTokenException"): (_N_, "token-expired", True),
+    ("lambda", "InvalidSignatureException"): (_N_, "signature-mismatch", False),
+}
+# Lambda's TooManyRequestsException carries a Reason (ThrottleReason in the model). A function's
+# reserved concurrency of 0 is its owner stopping it; that too clears only when the owner acts, but
+# it is indistinguishable from a reserved limit reached under load, so it stays transient and the
+# caller is told to wait longer (RESERVED_THROTTLE_WAIT_S).
+_THROTTLE_REASONS: dict[str, str] = {
+    "ConcurrentInvocationLimitExceeded": "account-concurrency-limit",
+    "FunctionInvocationRateLimitExceeded": "function-rate-limit",
+    "ReservedFunctionConcurrentInvocationLimitExceeded": "reserved-concurrency-limit",
+    "ReservedFunctionInvocationRateLimitExceeded": "reserved-rate-limit",
+    "CallerRateLimitExceeded": "caller-rate-limit",
+    "ConcurrentSnapshotCreateLimitExceeded": "snapshot-create-limit",
+}
+# The credentials provider's documented messages, as codes for the table.
+_IOT_MESSAGES = (
+    ("invalid thing name", "InvalidThingName"),
+    ("certificate is invalid", "CertificateInvalid"),
+    ("role alias does not exist", "RoleAliasNotFound"),
+    ("unable to assume the role", "RoleNotAssumable"),
+    ("credentialdurationseconds", "DurationExceedsMax"),
+    ("access denied", "AccessDenied"),
+)
+_BAD_TOKEN_REASONS = ("token-expired", "token-invalid")
+
+
+def _decide(hop: str, status: int, code: str | None) -> tuple[int, str, bool]:
+    """(exit status, reason, resend) for an AWS error answer: the table's row, else by HTTP status."""
+    row = _ERROR_TABLE.get((hop, code or ""))
+    if row is not None:
+        return row
+    if status == 429:
+        return EX_TEMPFAIL, "throttled", True
+    if status >= 500:
+        # A server error from Lambda may come after the function ran; credentials can be fetched again.
+        return (EX_IOERR, "lambda-server-error", False) if hop == "lambda" else (EX_TEMPFAIL, "server-error", True)
+    if status in (401, 403):
+        return EX_NOPERM, "denied", False
+    if status == 404:
+        return EX_UNAVAILABLE, "not-found", False
+    if 400 <= status < 500 and code:
+        return EX_UNAVAILABLE, "refused", False
+    return EX_PROTOCOL, "unexpected-answer", False  # no error code: not an AWS error answer
+
+
 # --- Configuration ---------------------------------------------------------------------------------
 
 _IOT_KEYS = frozenset({"endpoint", "role_alias", "cert", "key", "ca", "thing_name", "openssl_conf", "pin_file"})
-_ENV_KEYS = frozenset({"function", "role_arn", "external_id", "region", "qualifier", "duration_seconds"})
+_ENV_KEYS = frozenset({"function", "role_arn", "external_id", "region", "qualifier", "duration_seconds", "idempotent"})
 # Per-environment endpoint settings: in [DEFAULT] or an environment section.
 _ENDPOINT_KEYS = frozenset({"sts_endpoint", "lambda_endpoint", "ca_bundle"})
 # Process-wide settings: in [DEFAULT] or [iot].
@@ -214,6 +366,8 @@ class Environment:
         "sts_endpoint",
         "lambda_endpoint",
         "ca_bundle",
+        "ca_bundle_source",
+        "idempotent",
     )
 
     def __init__(self, **fields: Any) -> None:
@@ -230,6 +384,8 @@ class Environment:
     sts_endpoint: str
     lambda_endpoint: str
     ca_bundle: str | None  # CA file for hops 2 and 3; None: certifi's bundle
+    ca_bundle_source: str  # where ca_bundle came from, for error messages
+    idempotent: bool  # the owner says running the function twice is harmless: re-send what may have run
 
     @property
     def direct(self) -> bool:
@@ -389,6 +545,10 @@ def _environment(
     sts = environ.get("AWS_ENDPOINT_URL_STS") or environ.get("AWS_ENDPOINT_URL") or section.get("sts_endpoint")
     lam = environ.get("AWS_ENDPOINT_URL_LAMBDA") or environ.get("AWS_ENDPOINT_URL") or section.get("lambda_endpoint")
     ca_bundle = environ.get("AWS_CA_BUNDLE") or section.get("ca_bundle")
+    ca_source = "AWS_CA_BUNDLE" if environ.get("AWS_CA_BUNDLE") else "[%s] ca_bundle" % name if ca_bundle else ""
+    idempotent = (section.get("idempotent") or "false").lower()
+    if idempotent not in ("true", "false"):
+        raise ConfigError("expected true or false, got %r" % idempotent[:20], path, name, "idempotent")
     return Environment(
         name=name,
         function=function,
@@ -400,6 +560,8 @@ def _environment(
         sts_endpoint=_endpoint_url(sts, path, name, "sts_endpoint") if sts else "https://sts." + region + suffix,
         lambda_endpoint=_endpoint_url(lam, path, name, "lambda_endpoint") if lam else "https://lambda." + region + suffix,
         ca_bundle=relative(ca_bundle) if ca_bundle else None,
+        ca_bundle_source=ca_source,
+        idempotent=idempotent == "true",
     )
 
 
@@ -629,13 +791,6 @@ class _Cache:
             },
         )
 
-    def drop(self, key: str) -> None:
-        if self.folder:
-            try:
-                os.unlink(self._path(key))
-            except OSError:
-                pass
-
     def clear(self) -> int:
         """Remove every entry and lock file; returns how many files went."""
         removed = 0
@@ -650,20 +805,22 @@ class _Cache:
                     pass
         return removed
 
-    def lock(self, key: str) -> _Lock:
-        return _Lock(self._path(key + ".lock") if self.folder else None, self._log)
+    def lock(self, key: str, deadline: float) -> _Lock:
+        return _Lock(self._path(key + ".lock") if self.folder else None, self._log, deadline)
 
 
 class _Lock:
     """An exclusive flock on a per-entry lock file, so that concurrent cold starts fetch once.
 
     The kernel drops a flock when its holder dies, so a killed process leaves no stale lock; a
-    holder that hangs is waited for at most LOCK_WAIT_S, after which we go on without the lock.
+    holder that hangs is waited for until ``deadline`` (monotonic), after which we go on without
+    the lock. Nested locks of one call share one deadline, so the wait is LOCK_WAIT_S in all.
     """
 
-    def __init__(self, path: str | None, log: Callable[[str], None]) -> None:
+    def __init__(self, path: str | None, log: Callable[[str], None], deadline: float) -> None:
         self._path = path
         self._log = log
+        self._deadline = deadline
         self._fd: int | None = None
 
     def __enter__(self) -> _Lock:
@@ -676,13 +833,12 @@ class _Lock:
         except OSError as e:
             self._log("cache: cannot open lock %s (%s): going on unlocked" % (self._path, _os_reason(e)))
             return self
-        deadline = time.monotonic() + LOCK_WAIT_S
         while True:
             try:
                 fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 return self
             except OSError:
-                if time.monotonic() > deadline:
+                if time.monotonic() > self._deadline:
                     self._log("cache: lock %s held for over %.0f s: going on unlocked" % (self._path, LOCK_WAIT_S))
                     return self
                 time.sleep(LOCK_POLL_S)
@@ -706,38 +862,70 @@ class _Response:
 
 
 class _Transport:
-    """urllib3 pools, one per TLS set-up (CA file, client certificate), reused across hops and calls."""
+    """urllib3 pools, one per TLS set-up (CA file, client certificate, proxy), reused across hops and calls.
+
+    The pools' connections note when they are ready to carry a request (connected, tunnelled, TLS
+    handshake done, or reused): a failure before that proves nothing was sent, whatever exception
+    the urllib3 version raises for it; any failure after that may come after the server acted.
+    """
 
     def __init__(self, connect_timeout: float, log: Callable[[str], None]) -> None:
         self.connect_timeout = connect_timeout
         self._log = log
-        self._managers: dict[tuple[str | None, str | None, str | None], urllib3.PoolManager] = {}
+        self._managers: dict[tuple[str | None, str | None, str | None, str | None], urllib3.PoolManager] = {}
+        self._ready: list[Any] = []  # connections that became ready during the current request
+        self._pool_class: Any = None
 
     def _manager(self, ca: str | None, client_cert: tuple[str, str] | None, url: str) -> urllib3.PoolManager:
         proxy = _proxy_for(url)
-        key = (ca, client_cert[0] if client_cert else None, proxy)
+        host = _host_port(url)[0]
+        # urllib3 1.26 wraps sockets without server_hostname for an IP address, so a context that
+        # checks host names fails; a context bound to that address fills it in (see _ssl_context).
+        ip_host = host if _is_ip_address(host) else None
+        key = (ca, client_cert[0] if client_cert else None, proxy[0] if proxy else None, ip_host)
         manager = self._managers.get(key)
         if manager is None:
             import urllib3
 
-            context = _ssl_context(ca, client_cert)
+            context = _ssl_context(ca, client_cert, ip_host)
+            options = {"maxsize": 2, "ssl_context": context, "socket_options": _socket_options()}
             if proxy is None:
-                manager = urllib3.PoolManager(maxsize=2, ssl_context=context)
+                manager = urllib3.PoolManager(**options)
             else:
                 # HTTPS through an HTTP proxy is a CONNECT tunnel: TLS, and so the device
                 # certificate, goes end to end; the proxy sees only the host name.
-                from urllib.parse import unquote, urlsplit
-
-                parts = urlsplit(proxy)
-                headers = None
-                if parts.username is not None:
-                    auth = unquote(parts.username) + ":" + unquote(parts.password or "")
-                    headers = urllib3.make_headers(proxy_basic_auth=auth)
-                bare = "%s://%s" % (parts.scheme, parts.netloc.rpartition("@")[2])
-                self._log("proxy: %s through %s" % (url.split("/")[2], bare))
-                manager = urllib3.ProxyManager(bare, maxsize=2, ssl_context=context, proxy_headers=headers)
+                bare, auth = proxy
+                headers = urllib3.make_headers(proxy_basic_auth=auth) if auth is not None else None
+                self._log("proxy: %s through %s" % (host, bare))
+                manager = urllib3.ProxyManager(bare, proxy_headers=headers, **options)
+            manager.pool_classes_by_scheme = dict(manager.pool_classes_by_scheme, https=self._pool())
             self._managers[key] = manager
         return manager
+
+    def _pool(self) -> Any:
+        """An HTTPSConnectionPool whose connections report to self._ready (urllib3 1.26 and 2.x alike)."""
+        if self._pool_class is None:
+            from urllib3.connection import HTTPSConnection
+            from urllib3.connectionpool import HTTPSConnectionPool
+
+            ready = self._ready
+
+            class _Connection(HTTPSConnection):
+                def connect(self) -> None:
+                    super().connect()
+                    ready.append(self)
+
+            class _Pool(HTTPSConnectionPool):
+                ConnectionCls = _Connection
+
+                def _get_conn(self, timeout: float | None = None) -> Any:
+                    connection = super()._get_conn(timeout)
+                    if getattr(connection, "sock", None) is not None:
+                        ready.append(connection)  # a kept-alive connection: sending starts at once
+                    return connection
+
+            self._pool_class = _Pool
+        return self._pool_class
 
     def send(
         self,
@@ -746,58 +934,154 @@ class _Transport:
         url: str,
         headers: Mapping[str, str],
         body: bytes | None,
+        *,
         read_timeout: float,
         max_bytes: int,
         ca: str | None = None,
+        ca_source: str = "",
         client_cert: tuple[str, str] | None = None,
-        idempotent: bool = True,
+        may_run: bool = False,
+        deadline_s: float | None = None,
     ) -> _Response:
-        """One request, no retries. Raises _Retryable for failures that happened before the request
-        could have reached the server, or for any failure of an idempotent request; otherwise
-        (an invoke that may have run) IotInvokeError with EX_IOERR."""
+        """One request, no retries; the whole answer read and checked.
+
+        Raises _Retryable where the request provably did nothing, or did something harmless to
+        repeat (``may_run`` False); otherwise IotInvokeError EX_IOERR: the function may have run.
+        ``deadline_s`` bounds the whole exchange after connecting, not only each socket read.
+        """
         import urllib3
-        from urllib3 import exceptions as u3
 
         manager = self._manager(ca, client_cert, url)
         started = time.monotonic()
+        self._ready.clear()
+        timer = None
+        expired: list[bool] = []
+        if deadline_s is not None:
+            import threading
+
+            def expire() -> None:
+                expired.append(True)
+                for connection in self._ready:
+                    _abort(connection)
+
+            timer = threading.Timer(self.connect_timeout + deadline_s, expire)
+            timer.daemon = True
+            timer.start()
+        response = None
         try:
             response = manager.request(
                 method,
                 url,
                 body=body,
-                headers=dict(headers),
+                headers=dict(headers, **{"Accept-Encoding": "identity"}),
                 timeout=urllib3.Timeout(connect=self.connect_timeout, read=read_timeout),
                 retries=False,
                 redirect=False,
                 preload_content=False,
+                decode_content=False,
+                enforce_content_length=True,
             )
-            try:
-                data = response.read(max_bytes + 1)
-            finally:
+            encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+            if encoding not in ("", "identity"):
+                # Asked for identity; a compressed answer could grow without bound when decoded.
+                raise _Unreadable("the answer is %s-encoded, though identity was asked for" % _short(encoding, 40),
+                                  "answer-encoded")
+            data = _read_bounded(response, max_bytes)
+            if len(data) > max_bytes:
+                raise _Unreadable("the answer is larger than %d bytes" % max_bytes, "answer-too-large")
+            length = response.headers.get("Content-Length")
+            if length is not None and method != "HEAD" and response.status not in (204, 304) and (
+                not length.strip().isdigit() or int(length) != len(data)
+            ):
+                raise _Truncated("the answer ended after %d of %s bytes" % (len(data), _short(length, 20)))
+        except _Unreadable as e:
+            if response is not None:
+                response.close()
+            text = e.args[0] + ": refused"
+            if may_run:
+                text += "; the function may have run (not retried automatically)"
+            raise IotInvokeError(text, EX_PROTOCOL, hop, response.status if response else None,
+                                 reason=e.reason) from None
+        except Exception as e:
+            if response is not None:
+                response.close()
+            if not self._ready:  # never connected: nothing was sent
+                raise _connect_error(hop, url, e, client_cert is not None, ca, ca_source) from None
+            raise _exchange_error(hop, url, e, client_cert is not None, may_run, bool(expired), deadline_s) from None
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if response is not None:
                 response.release_conn()
-        except u3.SSLError as e:
-            raise _tls_error(hop, url, e, client_cert is not None, idempotent) from None
-        except (u3.ConnectTimeoutError, u3.NewConnectionError, u3.ProxyError) as e:
-            # Nothing was sent yet (a proxy error is the CONNECT tunnel failing): safe to retry.
-            raise _Retryable("cannot connect to %s: %s" % (url.split("?")[0], _net_reason(e)), EX_TEMPFAIL, hop) from None
-        except (u3.HTTPError, OSError) as e:
-            reason = _net_reason(e)
-            if idempotent:
-                raise _Retryable("no answer from %s: %s" % (url, reason), EX_TEMPFAIL, hop) from None
-            raise IotInvokeError(
-                "the invoke was sent but its answer was lost (%s): the function may have run; "
-                "not retried automatically" % reason,
-                EX_IOERR,
-                hop,
-            ) from None
-        if len(data) > max_bytes:
-            raise IotInvokeError("response larger than %d bytes: refused" % max_bytes, EX_PROTOCOL, hop, response.status)
         self._log("%s: %s %s -> %d (%.0f ms)" % (hop, method, url.split("?")[0], response.status, (time.monotonic() - started) * 1000))
         return _Response(response.status, response.headers, data)
 
 
-def _proxy_for(url: str, environ: Mapping[str, str] = os.environ) -> str | None:
-    """The proxy for an https URL from HTTPS_PROXY / NO_PROXY (either case), as curl and boto3 do."""
+class _Unreadable(Exception):
+    """An answer iotinvoke refuses to read (compressed, oversized)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class _Truncated(Exception):
+    """An answer shorter than its framing announced."""
+
+
+def _read_bounded(response: Any, max_bytes: int) -> bytes:
+    # In chunks: one read(max_bytes + 1) makes Python 3.9's http.client allocate the full 6 MB.
+    chunks = []
+    size = 0
+    while size <= max_bytes:
+        chunk = response.read(65536, decode_content=False)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def _abort(connection: Any) -> None:
+    """Shut a connection's socket from another thread: the blocked read returns at once."""
+    import socket
+
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        try:
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def _socket_options() -> list[tuple[int, int, int]]:
+    """TCP_NODELAY as urllib3 sets it, and TCP keepalive: a NAT drops a connection idle for longer
+    than its timeout (350 s on AWS NAT gateways, often less on mobile carriers), which a
+    synchronous invoke of up to 900 s is while the function runs. AWS's advice is keepalive below
+    that timeout (https://docs.aws.amazon.com/vpc/latest/userguide/nat-gateway-troubleshooting.html)."""
+    import socket
+
+    options = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1), (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+    for name, value in (("TCP_KEEPIDLE", TCP_KEEPALIVE_IDLE_S), ("TCP_KEEPINTVL", TCP_KEEPALIVE_INTERVAL_S),
+                        ("TCP_KEEPCNT", TCP_KEEPALIVE_PROBES)):
+        if hasattr(socket, name):  # Linux; other systems keep their defaults
+            options.append((socket.IPPROTO_TCP, getattr(socket, name), value))
+    return options
+
+
+def _is_ip_address(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _proxy_for(url: str, environ: Mapping[str, str] = os.environ) -> tuple[str, str | None] | None:
+    """(proxy URL without credentials, "user:password" or None) for an https URL, from HTTPS_PROXY /
+    NO_PROXY (either case), as curl and boto3 read them; a malformed HTTPS_PROXY is a ConfigError."""
     proxy = environ.get("HTTPS_PROXY") or environ.get("https_proxy")
     if not proxy:
         return None
@@ -807,27 +1091,54 @@ def _proxy_for(url: str, environ: Mapping[str, str] = os.environ) -> str | None:
         entry = entry.lower().lstrip(".")
         if entry == "*" or (entry and (host == entry or host.endswith("." + entry))):
             return None
-    return proxy if "://" in proxy else "http://" + proxy
+    from urllib.parse import unquote, urlsplit
+
+    text = proxy if "://" in proxy else "http://" + proxy
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        parts, port = None, None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+        # Never echo the value: it may hold a password.
+        raise ConfigError("HTTPS_PROXY is not a proxy URL such as http://proxy.example:3128", reason="proxy-invalid")
+    auth = None
+    if parts.username is not None:
+        auth = unquote(parts.username) + ":" + unquote(parts.password or "")
+    return "%s://%s" % (parts.scheme, parts.netloc.rpartition("@")[2]), auth
 
 
-def _ssl_context(ca: str | None, client_cert: tuple[str, str] | None) -> Any:
+def _ssl_context(ca: str | None, client_cert: tuple[str, str] | None, ip_host: str | None = None) -> Any:
     import ssl
 
     if ca is None:
         import certifi
 
         ca = certifi.where()
+    context_class: Any = ssl.SSLContext
+    if ip_host is not None:
+
+        class _BoundContext(ssl.SSLContext):
+            def wrap_socket(self, *args: Any, **kwargs: Any) -> Any:
+                if not kwargs.get("server_hostname"):
+                    kwargs["server_hostname"] = ip_host
+                return super().wrap_socket(*args, **kwargs)
+
+        context_class = _BoundContext
     try:
-        context = ssl.create_default_context(cafile=ca)
+        context = context_class(ssl.PROTOCOL_TLS_CLIENT)  # verifies the chain and the host name
+        context.load_verify_locations(cafile=ca)
     except (OSError, ssl.SSLError) as e:
-        raise IotInvokeError("cannot read the CA file %s: %s" % (ca, _os_reason(e)), EX_NOINPUT, "config") from None
+        raise IotInvokeError("cannot read the CA file %s: %s" % (ca, _os_reason(e)), EX_NOINPUT, "config",
+                             reason="ca-file-unreadable") from None
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if client_cert:
         cert, key = client_cert
         for what, path in (("certificate", cert), ("private key", key)):
             if not os.access(path, os.R_OK):
                 reason = "missing" if not os.path.exists(path) else "not readable by this user"
-                raise IotInvokeError("device %s %s: %s" % (what, path, reason), EX_NOINPUT, "iot")
+                raise IotInvokeError("device %s %s: %s" % (what, path, reason), EX_NOINPUT, "iot",
+                                     reason="device-file-unreadable")
         _load_device_key(context, cert, key)
     return context
 
@@ -899,7 +1210,7 @@ _KEY_REASONS: dict[str, tuple[int, str, str]] = {
         "the private key is not the certificate's key",
         "point cert and key at a matching pair; for a token, issue the certificate for the key in the token",
     ),
-    "key-unreadable": (
+    "device-key-unusable": (
         EX_NOINPUT,
         "the device certificate or key is missing, unreadable, or not PEM",
         "check cert and key in [iot]; they must be the files AWS IoT issued together (or a PKCS#11 URI key file)",
@@ -907,19 +1218,17 @@ _KEY_REASONS: dict[str, tuple[int, str, str]] = {
 }
 
 
-class _DeviceKeyError(IotInvokeError):
-    """The device key cannot be used; ``reason`` names the case (a key of _KEY_REASONS)."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message, _KEY_REASONS[reason][0], "iot")
-        self.reason = reason
+def _key_error(reason: str, message: str) -> IotInvokeError:
+    """The device key cannot be used, for ``reason`` (a key of _KEY_REASONS, which gives the status)."""
+    return IotInvokeError(message, _KEY_REASONS[reason][0], "iot", reason=reason)
 
 
 def _apply_openssl_conf(conf: str, path: str) -> str:
     """Point OPENSSL_CONF at conf for this process; OpenSSL reads it once, when it initialises."""
     if not os.access(conf, os.R_OK):
         reason = "missing" if not os.path.exists(conf) else "not readable by this user"
-        raise ConfigError("OpenSSL configuration %s: %s" % (conf, reason), path, "iot", "openssl_conf")
+        raise ConfigError("OpenSSL configuration %s: %s" % (conf, reason), path, "iot", "openssl_conf",
+                          reason="openssl-conf-unreadable")
     if os.environ.get("OPENSSL_CONF") != conf:
         # hashlib or ssl already imported: OpenSSL has read its configuration, a change is ignored.
         if "_ssl" in sys.modules or "_hashlib" in sys.modules:
@@ -929,13 +1238,14 @@ def _apply_openssl_conf(conf: str, path: str) -> str:
                 path,
                 "iot",
                 "openssl_conf",
+                reason="openssl-conf-too-late",
             )
         os.environ["OPENSSL_CONF"] = conf
     return conf
 
 
 def _load_device_key(context: Any, cert: str, key: str) -> None:
-    """load_cert_chain with the PIN from pin_file; each failure becomes one _DeviceKeyError."""
+    """load_cert_chain with the PIN from pin_file; each failure becomes one IotInvokeError with its reason."""
     import ssl
 
     uri = _provider_key_uri(key)
@@ -1020,19 +1330,19 @@ def _read_pin(pin_file: str) -> bytes:
     try:
         info = os.stat(pin_file)
         if info.st_mode & 0o077:
-            raise _DeviceKeyError(
+            raise _key_error(
                 "pin-file-insecure",
                 "PIN file %s has mode %s: it must be readable by its owner only (chmod 600)"
                 % (pin_file, oct(stat.S_IMODE(info.st_mode))[2:].zfill(4)),
             )
         if info.st_uid != os.geteuid():
-            raise _DeviceKeyError(
+            raise _key_error(
                 "pin-file-insecure", "PIN file %s belongs to uid %d, not to this user (uid %d)" % (pin_file, info.st_uid, os.geteuid())
             )
         with open(pin_file, "rb") as f:
             return f.readline(1024).rstrip(b"\r\n")
     except OSError as e:
-        raise _DeviceKeyError("pin-file-missing", "PIN file %s: %s" % (pin_file, _os_reason(e))) from None
+        raise _key_error("pin-file-missing", "PIN file %s: %s" % (pin_file, _os_reason(e))) from None
 
 
 class _QuietStderr:
@@ -1063,19 +1373,19 @@ class _QuietStderr:
 
 def _device_key_error(
     cert: str, key: str, error: Exception, uri: str | None, pin_given: bool, pin_asked: bool = True
-) -> _DeviceKeyError:
+) -> IotInvokeError:
     """Which of _KEY_REASONS made load_cert_chain fail, asked of OpenSSL and the PKCS#11 module."""
     text = str(error)
     if "KEY_VALUES_MISMATCH" in text:
-        return _DeviceKeyError("key-cert-mismatch", "the device key %s does not match the certificate %s" % (key, cert))
+        return _key_error("key-cert-mismatch", "the device key %s does not match the certificate %s" % (key, cert))
     if uri is None:
-        return _DeviceKeyError(
-            "key-unreadable", "cannot load the device certificate %s with key %s: %s" % (cert, key, _os_reason(error))
+        return _key_error(
+            "device-key-unusable", "cannot load the device certificate %s with key %s: %s" % (cert, key, _os_reason(error))
         )
     conf = os.environ.get("OPENSSL_CONF")
     providers = _loaded_providers()
     if providers is not None and not set(providers) - _BUILTIN_PROVIDERS:
-        return _DeviceKeyError(
+        return _key_error(
             "key-provider-missing",
             "the device key %s is a PKCS#11 URI, but no OpenSSL provider for it is loaded (%s): set openssl_conf "
             "in [iot] to a configuration that activates pkcs11-provider"
@@ -1092,27 +1402,27 @@ def _device_key_error(
             with _QuietStderr(True):
                 tokens = _pkcs11_tokens(module)
         except OSError as e:
-            return _DeviceKeyError("pkcs11-module-missing", "PKCS#11 module %s: %s" % (module, _os_reason(e)))
+            return _key_error("pkcs11-module-missing", "PKCS#11 module %s: %s" % (module, _os_reason(e)))
         if tokens is not None:
             matching = [flags for fields, flags in tokens if all(
                 attributes.get(name, value) == value for name, value in zip(("token", "manufacturer", "model", "serial"), fields)
             )]
             if not matching:
                 labels = ", ".join(repr(fields[0]) for fields, _ in tokens) or "none"
-                return _DeviceKeyError(
+                return _key_error(
                     "pkcs11-token-absent",
                     "no PKCS#11 token matching the device key's URI is present (%s wanted; module %s has: %s)" % (want, module, labels),
                 )
             if matching[0] & _CKF_USER_PIN_LOCKED:
-                return _DeviceKeyError("pkcs11-pin-locked", "the user PIN of %s is locked after too many wrong tries" % want)
+                return _key_error("pkcs11-pin-locked", "the user PIN of %s is locked after too many wrong tries" % want)
     if not pin_given:
-        return _DeviceKeyError(
+        return _key_error(
             "pkcs11-pin-missing", "%s needs a PIN for the device key %s and none is configured: set pin_file in [iot]" % (want, key)
         )
     # Without the callback a stale errno replaced OpenSSL's reason (see _load_device_key): a wrong
     # PIN and a key that is not the certificate's then look the same.
     mismatch = "" if pin_asked or not isinstance(error, OSError) else ", or its key is not the certificate's"
-    return _DeviceKeyError(
+    return _key_error(
         "pkcs11-wrong-pin",
         "%s refused the PIN (or holds no private key the URI in %s names%s): PIN retries are limited and the "
         "token locks after a few; correct the PIN before trying again" % (want, key, mismatch),
@@ -1186,32 +1496,108 @@ def _conf_value(conf_text: str, name: str) -> str | None:
     return None
 
 
-def _tls_error(hop: str, url: str, error: Exception, mutual: bool, idempotent: bool) -> IotInvokeError:
-    text = str(error)
-    if "CERTIFICATE_VERIFY_FAILED" in text:  # decided in the handshake: nothing was sent
+# TLS alerts a server sends when it refuses the client's certificate (RFC 8446 section 6.2).
+_CERTIFICATE_ALERTS = ("BAD_CERTIFICATE", "UNKNOWN_CA", "CERTIFICATE_UNKNOWN", "CERTIFICATE_REQUIRED",
+                       "CERTIFICATE_REVOKED", "CERTIFICATE_EXPIRED", "ACCESS_DENIED", "UNSUPPORTED_CERTIFICATE")
+# OpenSSL's X509_V_ERR codes that mean "the certificate is not valid at this time".
+_X509_TIME_ERRORS = (9, 10)  # CERT_NOT_YET_VALID, CERT_HAS_EXPIRED
+_X509_NAME_ERRORS = (62, 64)  # HOSTNAME_MISMATCH, IP_ADDRESS_MISMATCH
+
+
+def _verify_failure(error: BaseException) -> tuple[int | None, str] | None:
+    """(OpenSSL verify code, its message) when error is, or wraps, a certificate verification failure."""
+    import ssl
+
+    seen = 0
+    current: BaseException | None = error
+    while current is not None and seen < 5:
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return current.verify_code, str(current.verify_message)
+        if type(current).__name__ == "CertificateError" or "CERTIFICATE_VERIFY_FAILED" in str(current):
+            text = str(current)
+            return (62 if "match" in text.lower() else None), text
+        inner = current.args[0] if current.args and isinstance(current.args[0], BaseException) else None
+        current = inner or current.__cause__ or current.__context__
+        seen += 1
+    return None
+
+
+def _connect_error(hop: str, url: str, error: BaseException, mutual: bool, ca: str | None,
+                   ca_source: str) -> IotInvokeError:
+    """A failure before anything was sent: DNS, TCP, the proxy tunnel, or the TLS handshake."""
+    import socket
+
+    host = _host_port(url)[0]
+    text = _net_reason(error)
+    verify = _verify_failure(error)
+    if verify is not None:
+        code, detail = verify
+        if code in _X509_NAME_ERRORS:
+            return IotInvokeError(
+                "the server at %s presented a certificate for another name (%s): check the endpoint; the "
+                "device certificate was not sent" % (host, _short(detail, 120)), EX_UNAVAILABLE, hop,
+                reason="tls-name-mismatch")
+        if code in _X509_TIME_ERRORS:
+            return IotInvokeError(
+                "the server certificate of %s is %s at this board's time %s: the clock is wrong (check "
+                "NTP: timedatectl status); retry once the clock is set" % (
+                    host, "not yet valid" if code == 9 else "expired", _iso8601(time.time())),
+                EX_TEMPFAIL, hop, reason="clock-wrong", retry_after=CLOCK_WAIT_S)
+        source = "%s (%s)" % (ca, ca_source) if ca else ca_source or "the default trust store"
         return IotInvokeError(
-            "the server certificate of %s is not trusted (check ca / ca_bundle, and the clock): %s"
-            % (url, _short(text)),
-            EX_UNAVAILABLE,
-            hop,
-        )
-    if mutual:
-        return IotInvokeError(
-            "the credentials provider refused the device certificate during the TLS handshake "
-            "(not registered with AWS IoT, inactive, expired, or signed by an unknown CA): %s" % _short(text),
-            EX_NOPERM,
-            hop,
-        )
-    if not idempotent:
-        # urllib3 raises the same SSLError for a failed handshake and for a TLS connection torn
-        # after the request went out (an EOF without close_notify): the function may have run.
-        return IotInvokeError(
-            "the TLS connection failed (%s): the invoke may have been sent and the function may have "
-            "run; not retried automatically" % _short(text),
-            EX_IOERR,
-            hop,
-        )
-    return _Retryable("TLS failure with %s: %s" % (url, _short(text)), EX_TEMPFAIL, hop)
+            "the server certificate of %s is not trusted by %s: %s" % (host, source, _short(detail, 120)),
+            EX_UNAVAILABLE, hop, reason="tls-untrusted")
+    upper = str(error).upper()
+    if mutual and any("ALERT_" + alert in upper for alert in _CERTIFICATE_ALERTS):
+        return _certificate_refused(hop, str(error))
+    if "WRONG_VERSION_NUMBER" in upper or "UNSUPPORTED_PROTOCOL" in upper or "ALERT_PROTOCOL_VERSION" in upper:
+        return IotInvokeError("%s does not speak TLS 1.2 or later on that port: %s" % (host, text), EX_UNAVAILABLE, hop,
+                              reason="tls-protocol")
+    if "Tunnel connection failed" in str(error) or type(error).__name__ == "ProxyError":
+        if " 407" in str(error):
+            return IotInvokeError("the proxy refused its credentials (HTTP 407): check HTTPS_PROXY's user and password",
+                                  EX_CONFIG, hop, reason="proxy-auth")
+        return _Retryable("the proxy could not open a tunnel to %s: %s" % (host, text), EX_TEMPFAIL, hop,
+                          reason="proxy-failed")
+    inner: BaseException | None = error
+    while inner is not None and not isinstance(inner, socket.gaierror):
+        inner = inner.__cause__ or inner.__context__
+    if inner is not None or type(error).__name__ == "NameResolutionError":
+        return _Retryable("cannot resolve %s: %s" % (host, text), EX_TEMPFAIL, hop, reason="dns-failed")
+    if "timed out" in str(error).lower() or isinstance(error, socket.timeout):
+        return _Retryable("connecting to %s timed out" % host, EX_TEMPFAIL, hop, reason="connect-timeout")
+    if "SSL" in type(error).__name__ or "ssl" in type(error).__module__ or "_ssl.c" in str(error):
+        return _Retryable("the TLS handshake with %s failed: %s" % (host, text), EX_TEMPFAIL, hop,
+                          reason="tls-interrupted")
+    return _Retryable("cannot connect to %s: %s" % (host, text), EX_TEMPFAIL, hop, reason="connect-failed")
+
+
+def _certificate_refused(hop: str, text: str) -> IotInvokeError:
+    return IotInvokeError(
+        "the credentials provider refused the device certificate during the TLS handshake (not registered "
+        "with AWS IoT, inactive, expired, or signed by an unknown CA): %s" % _short(text),
+        EX_NOPERM, hop, reason="certificate-refused")
+
+
+def _exchange_error(hop: str, url: str, error: BaseException, mutual: bool, may_run: bool, expired: bool,
+                    deadline_s: float | None) -> IotInvokeError:
+    """A failure after the request may have gone out (urllib3 raises the same errors, ProxyError and
+    SSLError included, for a connection torn before or after the server acted on it)."""
+    if mutual and any("ALERT_" + alert in str(error).upper() for alert in _CERTIFICATE_ALERTS):
+        return _certificate_refused(hop, str(error))  # TLS 1.3: the refusal arrives with the first read
+    if expired:
+        what, reason = "no complete answer within %.0f s" % (deadline_s or 0), "answer-deadline"
+    elif isinstance(error, _Truncated) or "IncompleteRead" in repr(error) or "ProtocolError" in type(error).__name__:
+        what, reason = "the answer was cut short (%s)" % _net_reason(error), "answer-truncated"
+    elif "timed out" in str(error).lower() or type(error).__name__ == "ReadTimeoutError":
+        what, reason = "no answer in time (%s)" % _net_reason(error), "answer-timeout"
+    else:
+        what, reason = "the connection failed (%s)" % _net_reason(error), "answer-lost"
+    if not may_run:
+        return _Retryable("%s from %s" % (what, url.split("?")[0]), EX_TEMPFAIL, hop, reason=reason)
+    return IotInvokeError(
+        "the invoke was sent but %s: the function may have run; not retried automatically" % what,
+        EX_IOERR, hop, reason=reason)
 
 
 # --- SigV4 signing (botocore's signer) ---------------------------------------------------------------
@@ -1269,37 +1655,48 @@ class InvokeResult:
 class Client:
     """Gets credentials (cached) and invokes functions for the environments of a Config.
 
-    ``clock`` returns seconds since the epoch; tests pass their own. The corrected clock is
-    clock() + the stored skew offset, so a board that booted with a wrong date still signs right.
+    ``log`` receives one line per step (never a secret); ``clock`` returns seconds since the epoch,
+    and the corrected clock is clock() plus the stored skew offset, so a board that booted with a
+    wrong date still signs right. ``monotonic``, ``sleep``, ``random`` and ``transport`` are the
+    real ones unless a test passes its own.
     """
 
     def __init__(
         self,
         config: Config,
+        *,
         use_cache: bool = True,
-        verbose: bool = False,
+        log: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.time,
-        stderr: IO[str] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        random: Callable[[], float] | None = None,
+        transport: Any = None,
     ) -> None:
         self.config = config
-        self.verbose = verbose
+        self._log_line = log
         self._clock = clock
-        self._stderr = stderr
-        self.requests = {"iot": 0, "sts": 0, "lambda": 0}
-        self._transport = _Transport(config.connect_timeout, self._log)
+        self._monotonic = monotonic
+        self._sleep = sleep
+        if random is None:
+            import random as random_module
+
+            random = random_module.random
+        self._random = random
+        self._transport = transport or _Transport(config.connect_timeout, self._log)
         folder = _cache_folder(config) if use_cache else None
         self._cache = _Cache(folder, self._log)
         self._cert_digest: str | None = None
         self._memory: dict[str, Credentials] = {}  # for long-lived clients (--stream), and --no-cache
         self.last_drift: float | None = None  # AWS's clock minus ours, at the last answer with a Date
-        offset = self._cache.read_json("clock.json") or {}
-        self.clock_offset = float(offset.get("offset", 0.0)) if isinstance(offset.get("offset"), (int, float)) else 0.0
+        self.clock_offset = _clock_offset(self._cache.read_json("clock.json"))
+        self._lock_deadline: float | None = None  # one bound for all the cache locks of one call
 
     # -- helpers
 
     def _log(self, message: str) -> None:
-        if self.verbose:
-            print("iotinvoke: " + message, file=self._stderr or sys.stderr)
+        if self._log_line is not None:
+            self._log_line(message)
 
     def now(self) -> float:
         """The corrected clock: the local clock plus the skew AWS told us about."""
@@ -1341,9 +1738,7 @@ class Client:
     def _retrying(self, hop: str, attempt_once: Callable[[], _T]) -> _T:
         """Run attempt_once with backoff and full jitter for _Retryable failures, bounded in
         attempts (max_attempts) and in total time (RETRY_BUDGET_S)."""
-        import random
-
-        deadline = time.monotonic() + RETRY_BUDGET_S
+        deadline = self._monotonic() + RETRY_BUDGET_S
         attempt = 1
         while True:
             try:
@@ -1353,13 +1748,13 @@ class Client:
                     if attempt > 1:
                         e.message += " (after %d attempts)" % attempt
                     raise
-                delay = random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt))
+                delay = self._random() * min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt)
                 if e.retry_after is not None:
                     delay = max(delay, e.retry_after)
-                if time.monotonic() + delay > deadline:
+                if self._monotonic() + delay > deadline:
                     raise
                 self._log("%s: %s; retrying in %.2f s" % (hop, e, delay))
-                time.sleep(delay)
+                self._sleep(delay)
                 attempt += 1
 
     # -- hop 1: the IoT credentials provider
@@ -1371,9 +1766,10 @@ class Client:
 
     def iot_credentials(self, refused: str | None = None) -> Credentials:
         """Credentials of the role alias's role, from the cache or the credentials provider."""
-        return self._cached(self._iot_key(), self._fetch_iot_credentials, refused)
+        return self._cached(self._iot_key(), self.fetch_iot_credentials, refused)
 
-    def _fetch_iot_credentials(self) -> Credentials:
+    def fetch_iot_credentials(self) -> Credentials:
+        """Hop 1 afresh (with retries), neither reading nor writing the cache."""
         config = self.config
         url = "%s/role-aliases/%s/credentials" % (config.iot_endpoint, config.role_alias)
         headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
@@ -1381,22 +1777,23 @@ class Client:
             headers[_IOT_THING_HEADER] = config.thing_name
 
         def attempt() -> Credentials:
-            self.requests["iot"] += 1
             response = self._transport.send(
                 "iot",
                 "GET",
                 url,
                 headers,
                 None,
-                config.credentials_timeout,
-                MAX_CREDENTIALS_RESPONSE_BYTES,
-                config.ca,
-                (config.cert, config.key),
+                read_timeout=config.credentials_timeout,
+                deadline_s=config.credentials_timeout,
+                max_bytes=MAX_CREDENTIALS_RESPONSE_BYTES,
+                ca=config.ca,
+                ca_source="[iot] ca" if config.ca else "",
+                client_cert=(config.cert, config.key),
             )
             self._note_server_time(response)
             if response.status == 200:
                 return _parse_iot_credentials(response.body, self.now())
-            raise _iot_error(response, config)
+            raise _aws_error(response, "iot", None, config)
 
         return self._retrying("iot", attempt)
 
@@ -1407,18 +1804,33 @@ class Client:
 
     def _assume_role(self, env: Environment) -> Credentials:
         url, body = self._assume_role_request(env)
-        source = self.iot_credentials()
-        refreshed_source = False
+        return self._signed_call(
+            "sts",
+            self.iot_credentials(),
+            lambda source: self._assume_role_once(env, url, body, source),
+            lambda refused: self.iot_credentials(refused=refused.token),
+        )
+
+    def _signed_call(
+        self,
+        hop: str,
+        creds: Credentials,
+        send: Callable[[Credentials], _T],
+        renew: Callable[[Credentials], Credentials] | None,
+    ) -> _T:
+        """send(creds) with retries; when AWS refuses the credentials, renew them once; when it
+        refuses the time stamp, take its clock and sign again, once."""
+        renewed = renew is None
         corrected = False
         while True:
             try:
-                return self._retrying("sts", lambda: self._assume_role_once(env, url, body, source))
+                return self._retrying(hop, lambda: send(creds))
             except _BadCredentials:
-                if refreshed_source:
+                if renewed or renew is None:
                     raise
-                self._log("sts: the IoT credentials were refused; fetching new ones")
-                source = self.iot_credentials(refused=source.token)
-                refreshed_source = True
+                self._log("%s: the credentials were refused; fetching new ones" % hop)
+                creds = renew(creds)
+                renewed = True
             except _ClockSkew as e:
                 if corrected or e.server_time is None:
                     raise
@@ -1441,29 +1853,46 @@ class Client:
             params.append(("ExternalId", env.external_id))
         return env.sts_endpoint + "/", urlencode(params).encode()
 
-    def _assume_role_once(self, env: Environment, url: str, body: bytes, source: Credentials) -> Credentials:
-        headers = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8", "User-Agent": USER_AGENT}
-        signed = _signed_headers("POST", url, headers, body, source, "sts", env.region, self.now())
-        self.requests["sts"] += 1
-        response = self._transport.send(
-            "sts", "POST", url, signed, body, self.config.credentials_timeout, MAX_CREDENTIALS_RESPONSE_BYTES, env.ca_bundle
-        )
-        self._note_server_time(response)
-        if response.status == 200:
-            return _parse_assume_role(response.body, self.now())
-        raise _sts_error(response, env)
-
-    def caller_identity(self, env: Environment, creds: Credentials) -> str:
-        """The ARN STS sees for creds (GetCallerIdentity needs no permission): for the doctor."""
-        url = env.sts_endpoint + "/"
-        body = b"Action=GetCallerIdentity&Version=2011-06-15"
+    def _sts_call(self, env: Environment, url: str, body: bytes, creds: Credentials) -> _Response:
+        """One signed STS Query API request; an error answer raises its decided error."""
         headers = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8", "User-Agent": USER_AGENT}
         signed = _signed_headers("POST", url, headers, body, creds, "sts", env.region, self.now())
         response = self._transport.send(
-            "sts", "POST", url, signed, body, self.config.credentials_timeout, MAX_CREDENTIALS_RESPONSE_BYTES, env.ca_bundle
+            "sts",
+            "POST",
+            url,
+            signed,
+            body,
+            read_timeout=self.config.credentials_timeout,
+            deadline_s=self.config.credentials_timeout,
+            max_bytes=MAX_CREDENTIALS_RESPONSE_BYTES,
+            ca=env.ca_bundle,
+            ca_source=env.ca_bundle_source,
         )
+        self._note_server_time(response)
         if response.status != 200:
-            raise _sts_error(response, env)
+            raise _aws_error(response, "sts", env, self.config)
+        return response
+
+    def _assume_role_once(self, env: Environment, url: str, body: bytes, source: Credentials) -> Credentials:
+        return _parse_assume_role(self._sts_call(env, url, body, source).body, self.now())
+
+    def assume_role(self, name: str, source: Credentials) -> Credentials:
+        """Hop 2 afresh for environment ``name``, signed with ``source``: one request, no cache."""
+        env = self.environment(name)
+        if env.direct:
+            raise IotInvokeError("environment %r has no role_arn (one-hop mode)" % name, EX_USAGE, "config")
+        url, body = self._assume_role_request(env)
+        return self._assume_role_once(env, url, body, source)
+
+    def clear_cache(self) -> int:
+        """Remove every cached credential and lock file; returns how many files went."""
+        self._memory.clear()
+        return self._cache.clear()
+
+    def caller_identity(self, env: Environment, creds: Credentials) -> str:
+        """The ARN STS sees for creds (GetCallerIdentity needs no permission): for the doctor."""
+        response = self._sts_call(env, env.sts_endpoint + "/", b"Action=GetCallerIdentity&Version=2011-06-15", creds)
         arn = _xml_text(_xml_root(response.body, "sts", 200), "GetCallerIdentityResult", "Arn")
         if not arn:
             raise IotInvokeError("the GetCallerIdentity answer has no Arn", EX_PROTOCOL, "sts", 200)
@@ -1496,9 +1925,22 @@ class Client:
         if cached is None or not cached.fresh(self.now()):
             cached = self._cache.get(key)
         if cached is not None and cached.fresh(self.now()) and cached.token != refused:
+            self._log("cache: %s fresh until its refresh point, %s" % (key[:3], _iso8601(cached.expiration)))
             self._memory[key] = cached
             return cached
-        with self._cache.lock(key):
+        self._log("cache: %s %s" % (key[:3], "refused by AWS" if refused else "absent" if cached is None else "due for refresh"))
+        outermost = self._lock_deadline is None
+        if outermost:
+            self._lock_deadline = time.monotonic() + LOCK_WAIT_S
+        try:
+            return self._fetch_locked(key, fetch, refused)
+        finally:
+            if outermost:
+                self._lock_deadline = None
+
+    def _fetch_locked(self, key: str, fetch: Callable[[], Credentials], refused: str | None) -> Credentials:
+        assert self._lock_deadline is not None
+        with self._cache.lock(key, self._lock_deadline):
             # Another process may have refreshed the entry while we waited for the lock.
             current = self._cache.get(key)
             if current is not None and current.token == refused:
@@ -1506,8 +1948,8 @@ class Client:
             if current is None or not current.fresh(self.now()):
                 try:
                     fresh = fetch()
-                except _Retryable:
-                    if current is None or not current.valid(self.now()):
+                except IotInvokeError as e:
+                    if e.exit_code != EX_TEMPFAIL or current is None or not current.valid(self.now()):
                         raise
                     self._log("cache: refresh failed; using credentials valid until %s" % _iso8601(current.expiration))
                 else:
@@ -1534,10 +1976,12 @@ class Client:
         read_timeout: float | None = None,
         *,
         validate: bool = True,
+        credentials: Credentials | None = None,
     ) -> InvokeResult:
         """Invoke the environment's function with a JSON payload (bytes, sent as they are).
         ``validate=False``: the caller already checked the payload (the CLI does, before reading
-        the configuration), so a payload of up to 6 MB is not parsed twice."""
+        the configuration), so a payload of up to 6 MB is not parsed twice. ``credentials``: sign
+        with these instead of the environment's (cached) ones, and never renew them."""
         from urllib.parse import quote
 
         env = self.environment(name)
@@ -1547,13 +1991,14 @@ class Client:
             _check_payload(payload, invocation_type)
         if log_tail and env.direct:
             raise IotInvokeError(
-                "--log-tail needs role_arn: in one-hop mode the call is cross-account and Lambda refuses "
+                "the log tail needs role_arn: in one-hop mode the call is cross-account and Lambda refuses "
                 "cross-account log access",
                 EX_USAGE,
                 "lambda",
+                reason="cross-account-log",
             )
         if log_tail and invocation_type != "RequestResponse":
-            raise IotInvokeError("--log-tail works with synchronous invokes only", EX_USAGE, "lambda")
+            raise IotInvokeError("the log tail comes with synchronous invokes only", EX_USAGE, "lambda")
         qualifier = qualifier or env.qualifier
         url = "%s/2015-03-31/functions/%s/invocations" % (env.lambda_endpoint, quote(env.function, safe=""))
         if qualifier:
@@ -1567,27 +2012,15 @@ class Client:
             read_timeout = self.config.read_timeout or (
                 INVOKE_READ_TIMEOUT_S if invocation_type == "RequestResponse" else ASYNC_READ_TIMEOUT_S
             )
-        # Nothing runs on a DryRun, so losing its answer is harmless and it may be retried.
-        idempotent = invocation_type == "DryRun"
-        creds = self.credentials(name)
-        refreshed = False
-        corrected = False
-        while True:
-            try:
-                return self._retrying(
-                    "lambda", lambda: self._invoke_once(env, url, headers, payload, creds, read_timeout, idempotent)
-                )
-            except _BadCredentials:
-                if refreshed:
-                    raise
-                self._log("lambda: the cached credentials were refused; fetching new ones")
-                creds = self.credentials(name, refused=creds.token)
-                refreshed = True
-            except _ClockSkew as e:
-                if corrected or e.server_time is None:
-                    raise
-                self._correct_clock(e.server_time)
-                corrected = True
+        # Nothing runs on a DryRun, so losing its answer is harmless and it may be retried; so may an
+        # invoke of a function its owner declared idempotent.
+        may_run = invocation_type != "DryRun" and not env.idempotent
+        return self._signed_call(
+            "lambda",
+            credentials or self.credentials(name),
+            lambda creds: self._invoke_once(env, url, headers, payload, creds, read_timeout, may_run),
+            None if credentials else (lambda refused: self.credentials(name, refused=refused.token)),
+        )
 
     def _invoke_once(
         self,
@@ -1597,27 +2030,23 @@ class Client:
         payload: bytes,
         creds: Credentials,
         read_timeout: float,
-        idempotent: bool,
+        may_run: bool,
     ) -> InvokeResult:
         signed = _signed_headers("POST", url, headers, payload, creds, "lambda", env.region, self.now())
-        self.requests["lambda"] += 1
         response = self._transport.send(
             "lambda",
             "POST",
             url,
             signed,
             payload,
-            read_timeout,
-            MAX_INVOKE_RESPONSE_BYTES,
-            env.ca_bundle,
-            idempotent=idempotent,
+            read_timeout=read_timeout,
+            max_bytes=MAX_INVOKE_RESPONSE_BYTES,
+            ca=env.ca_bundle,
+            ca_source=env.ca_bundle_source,
+            may_run=may_run,
         )
         if response.status in (200, 202, 204):
-            log_result = response.headers.get("X-Amz-Log-Result")
-            if log_result:
-                import base64
-
-                log_result = base64.b64decode(log_result).decode("utf-8", "replace")
+            log_result = _log_tail(response.headers.get("X-Amz-Log-Result"))
             return InvokeResult(
                 response.status,
                 response.body,
@@ -1627,7 +2056,7 @@ class Client:
                 response.headers.get("x-amzn-RequestId"),
             )
         self._note_server_time(response)
-        raise _lambda_error(response, env)
+        raise _aws_error(response, "lambda", env, self.config, headers["X-Amz-Invocation-Type"])
 
 
 def _cache_folder(config: Config) -> str | None:
@@ -1640,6 +2069,17 @@ def _cache_folder(config: Config) -> str | None:
     return os.path.join(home, ".cache", "iotinvoke") if home != "~" else None
 
 
+def _clock_offset(entry: dict[str, Any] | None) -> float:
+    """The stored offset to AWS's clock; anything but a plausible number (NaN, 1e300) counts as none."""
+    import math
+
+    value = (entry or {}).get("offset")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        if abs(value) <= MAX_CLOCK_OFFSET_S:
+            return float(value)
+    return 0.0
+
+
 def _cache_key(*parts: str) -> str:
     import hashlib
 
@@ -1647,19 +2087,40 @@ def _cache_key(*parts: str) -> str:
 
 
 def _check_payload(payload: bytes, invocation_type: str) -> None:
+    """Refuse, before any network call, what Lambda would refuse or misread: Lambda parses the
+    payload as JSON in UTF-8 (RFC 8259), so NaN, Infinity, a byte order mark or UTF-16 text are
+    refused here (Python's json would accept them), and a long integer is accepted (Python's int()
+    would not)."""
     import json
 
     limit = MAX_ASYNC_PAYLOAD_BYTES if invocation_type == "Event" else MAX_SYNC_PAYLOAD_BYTES
     if len(payload) > limit:
         raise IotInvokeError(
-            "payload is %d bytes; Lambda takes at most %d for %s invokes" % (len(payload), limit, invocation_type),
+            "payload is over %d bytes, Lambda's limit for %s invokes" % (limit, invocation_type),
             EX_DATAERR,
             "payload",
+            reason="payload-too-large",
         )
+    if not payload.strip():
+        # AWS would run the function with no event; an empty standard input is far more often a
+        # caller's mistake, so say what to send instead.
+        raise IotInvokeError("payload is empty: pass null or {} to invoke with no event", EX_DATAERR, "payload",
+                             reason="payload-empty")
     try:
-        json.loads(payload)
+        text = payload.decode("utf-8")
+        if text.startswith("\ufeff"):
+            raise ValueError("it starts with a byte order mark (RFC 8259 section 8.1 forbids it)")
+        json.loads(text, parse_int=len, parse_float=len, parse_constant=_not_json)
+    except UnicodeDecodeError as e:
+        raise IotInvokeError("payload is not UTF-8 text (byte %d)" % e.start, EX_DATAERR, "payload",
+                             reason="payload-not-json") from None
     except (ValueError, RecursionError) as e:
-        raise IotInvokeError("payload is not valid JSON: %s" % _short(str(e)), EX_DATAERR, "payload") from None
+        raise IotInvokeError("payload is not valid JSON: %s" % _short(str(e)), EX_DATAERR, "payload",
+                             reason="payload-not-json") from None
+
+
+def _not_json(constant: str) -> None:
+    raise ValueError("%s is not JSON (RFC 8259 has no such number)" % constant)
 
 
 # --- Parsing AWS's answers --------------------------------------------------------------------------
@@ -1682,7 +2143,8 @@ def _parse_iot_credentials(body: bytes, now: float) -> Credentials:
 
 def _check_credentials(creds: Credentials, hop: str) -> None:
     for value in (creds.access_key, creds.secret_key, creds.token):
-        if not isinstance(value, str) or not value or not value.isprintable() or len(value) > 8192:
+        # They go into HTTP headers and the cache: printable ASCII only (a signer fed anything else fails).
+        if not isinstance(value, str) or not value or not value.isascii() or not value.isprintable() or len(value) > 8192:
             raise IotInvokeError("the credentials in the answer are malformed", EX_PROTOCOL, hop, 200)
 
 
@@ -1723,13 +2185,12 @@ def _parse_assume_role(body: bytes, now: float) -> Credentials:
     return creds
 
 
-def _aws_error_fields(response: _Response, hop: str) -> tuple[str | None, str, str | None]:
-    """(code, message, request id) from a JSON (IoT, Lambda) or XML (STS) error answer."""
+def _aws_error_fields(response: _Response, hop: str) -> tuple[str | None, str, str | None, str | None]:
+    """(code, message, request id, throttle reason) from a JSON (IoT, Lambda) or XML (STS) error answer."""
     request_id = response.headers.get("x-amzn-RequestId")
     code = response.headers.get("x-amzn-ErrorType")
-    if code:
-        code = code.split(":", 1)[0].rsplit("#", 1)[-1]
     message = ""
+    throttle = None
     body = response.body[:65536]
     if body.lstrip().startswith(b"<"):
         try:
@@ -1750,116 +2211,139 @@ def _aws_error_fields(response: _Response, hop: str) -> tuple[str | None, str, s
         if isinstance(document, dict):
             message = str(document.get("message") or document.get("Message") or "")
             code = code or document.get("code") or document.get("Code") or document.get("__type")
-    return (str(code) if code else None), _short(message), request_id
+            throttle = document.get("Reason")
+    if code:
+        # botocore's rule: "Code:http://internal..." and "namespace#Code" both mean Code.
+        code = _short(str(code).split(":", 1)[0].rsplit("#", 1)[-1], 100)
+    if hop == "iot":
+        lowered = message.lower()
+        code = next((c for marker, c in _IOT_MESSAGES if marker in lowered), None) or (
+            "Throttling" if response.status == 429 else code)
+    return code or None, _short(message), request_id and _short(request_id, 100), (
+        throttle if isinstance(throttle, str) else None)
 
 
 def _retry_after(response: _Response) -> float | None:
+    import math
+
     value = response.headers.get("Retry-After")
     try:
-        return min(float(value), RETRY_BUDGET_S) if value else None
+        seconds = float(value) if value else None
     except ValueError:
         return None
+    # Kept as AWS said it (bounded to a day): _retrying never waits beyond its budget, the caller is told.
+    return min(seconds, 86400.0) if seconds is not None and seconds >= 0 and math.isfinite(seconds) else None
 
 
-def _common_error(response: _Response, hop: str, code: str | None, message: str, request_id: str | None) -> IotInvokeError | None:
-    """The errors every hop shares: throttling, server errors, bad tokens, clock skew."""
+# Where a reason needs more than AWS's own message: what it means and what to do. {alias}, {thing},
+# {role}, {function} and {region} come from the configuration.
+_EXPLANATIONS = {
+    "thing-not-attached": "thing_name {thing!r} is not attached to this certificate",
+    "certificate-inactive": "the certificate is not active with AWS IoT in this account and region (inactive, "
+    "revoked, or registered elsewhere)",
+    "iot-policy-denied": "the certificate may not assume role alias {alias!r} (does its IoT policy allow "
+    "iot:AssumeRoleWithCertificate on the alias?)",
+    "role-alias-not-found": "role alias {alias!r} does not exist (check role_alias, and that endpoint is the "
+    "iot:CredentialProvider endpoint of the right account and region)",
+    "role-not-assumable": "the role behind role alias {alias!r} cannot be assumed (it does not exist, or its trust "
+    "policy does not name credentials.iot.amazonaws.com)",
+    "duration-exceeds-role-max": "role alias {alias!r} asks for longer credentials than its role's MaxSessionDuration",
+    "assume-role-denied": "AssumeRole into {role} was denied: the role's trust policy must name the IoT role (with "
+    "the external_id, if it has a condition) and the IoT role must be allowed sts:AssumeRole on it",
+    "sts-region-disabled": "STS is not activated in {region} for the account: an administrator activates it in "
+    "the IAM account settings",
+    "function-not-found": "function not found",
+    "function-not-ready": "the function is not ready (Pending, Inactive or being updated); it becomes Active by itself",
+    "snapstart-not-ready": "the function's SnapStart snapshot is still being created",
+    "vpc-not-ready": "the function's VPC connection is not available yet",
+    "lambda-service-error": "Lambda failed after accepting the invoke: the function may have run",
+    "lambda-server-error": "Lambda answered with a server error: the function may have run",
+    "efs-io": "the function's file system failed while it ran: the function may have run",
+    "payload-rejected": "Lambda refused the payload",
+    "payload-too-large": "Lambda refused the payload as too large",
+    "throttled": "throttled",
+    "server-error": "AWS server error",
+    "token-expired": "the credentials were refused as expired",
+    "token-invalid": "the credentials were refused as invalid",
+    "signature-mismatch": "AWS refused the request signature",
+    "clock-skew": "AWS refused the request time (is the clock right?)",
+}
+
+
+def _aws_error(
+    response: _Response, hop: str, env: Environment | None, config: Config, invocation_type: str = "RequestResponse"
+) -> IotInvokeError:
+    """The error for an AWS error answer of any hop, decided by _ERROR_TABLE (see there)."""
+    code, message, request_id, throttle = _aws_error_fields(response, hop)
     status = response.status
-    kw: dict[str, Any] = {"hop": hop, "status": status, "code": code, "request_id": request_id}
-    if status == 429 or code in ("Throttling", "ThrottlingException", "TooManyRequestsException", "EC2ThrottledException"):
-        return _Retryable("throttled: " + (message or "rate exceeded"), EX_TEMPFAIL, retry_after=_retry_after(response), **kw)
-    if status >= 500:
-        return _Retryable("AWS server error: " + (message or "no detail"), EX_TEMPFAIL, retry_after=_retry_after(response), **kw)
+    exit_code, reason, resend = _decide(hop, status, code)
+    if reason == "throttled" and throttle in _THROTTLE_REASONS:
+        reason = _THROTTLE_REASONS[throttle]
+    retry_after = _retry_after(response)
+    if reason == "reserved-concurrency-limit" and retry_after is None:
+        retry_after = RESERVED_THROTTLE_WAIT_S
+    kw: dict[str, Any] = {"hop": hop, "status": status, "code": code, "request_id": request_id, "reason": reason}
     if code in _SKEW_CODES and any(marker in message for marker in _SKEW_MARKERS):
         return _ClockSkew(
-            "AWS refused the request time (is the clock right?): " + message,
+            _EXPLANATIONS["clock-skew"] + ": " + message,
             EX_NOPERM,
             server_time=_http_date(response.headers.get("Date")),
-            **kw,
+            **dict(kw, reason="clock-skew"),
         )
-    if code in _BAD_TOKEN_CODES:
-        return _BadCredentials("the credentials were refused: " + (message or code or ""), EX_NOPERM, **kw)
-    return None
-
-
-def _iot_error(response: _Response, config: Config) -> IotInvokeError:
-    code, message, request_id = _aws_error_fields(response, "iot")
-    common = _common_error(response, "iot", code, message, request_id)
-    if common is not None:
-        return common
-    status = response.status
-    kw: dict[str, Any] = {"hop": "iot", "status": status, "code": code, "request_id": request_id}
-    if status == 403:
-        if "certificate is invalid" in message.lower():
-            return IotInvokeError(
-                "the certificate is not active with AWS IoT in this account and region (inactive, revoked, "
-                "or registered elsewhere): " + message,
-                EX_NOPERM,
-                **kw,
-            )
-        if "thing name" in message.lower():
-            return IotInvokeError(
-                "thing_name %r is not attached to this certificate: %s" % (config.thing_name, message), EX_NOPERM, **kw
-            )
-        return IotInvokeError(
-            "the certificate may not assume role alias %r (is it active, and does its IoT policy allow "
-            "iot:AssumeRoleWithCertificate on the alias?): %s" % (config.role_alias, message or "Access Denied"),
-            EX_NOPERM,
-            **kw,
-        )
-    if status == 404:
-        return IotInvokeError(
-            "role alias %r does not exist (check role_alias, and that endpoint is the iot:CredentialProvider "
-            "endpoint of the right account and region): %s" % (config.role_alias, message),
-            EX_UNAVAILABLE,
-            **kw,
-        )
-    if 400 <= status < 500:
-        return IotInvokeError("the credentials provider refused: " + (message or "no detail"), EX_UNAVAILABLE, **kw)
-    return IotInvokeError("unexpected answer from the credentials provider", EX_PROTOCOL, **kw)
-
-
-def _sts_error(response: _Response, env: Environment) -> IotInvokeError:
-    code, message, request_id = _aws_error_fields(response, "sts")
-    common = _common_error(response, "sts", code, message, request_id)
-    if common is not None:
-        return common
-    status = response.status
-    kw: dict[str, Any] = {"hop": "sts", "status": status, "code": code, "request_id": request_id}
-    if code == "AccessDenied":
-        return IotInvokeError(
-            "AssumeRole into %s was denied: the role's trust policy must name the IoT role (with the "
-            "external_id, if it has a condition) and the IoT role must be allowed sts:AssumeRole on it: %s"
-            % (env.role_arn, message),
-            EX_NOPERM,
-            **kw,
-        )
-    if status in (401, 403):
-        return IotInvokeError("STS refused the request: " + (message or code or "denied"), EX_NOPERM, **kw)
-    if 400 <= status < 500 and code:
-        return IotInvokeError("STS refused AssumeRole: " + (message or code), EX_UNAVAILABLE, **kw)
-    return IotInvokeError("unexpected answer from STS", EX_PROTOCOL, **kw)
-
-
-def _lambda_error(response: _Response, env: Environment) -> IotInvokeError:
-    code, message, request_id = _aws_error_fields(response, "lambda")
-    common = _common_error(response, "lambda", code, message, request_id)
-    if common is not None:
-        return common
-    status = response.status
-    kw: dict[str, Any] = {"hop": "lambda", "status": status, "code": code, "request_id": request_id}
-    if status == 413 or code in ("RequestTooLargeException", "RequestEntityTooLargeException"):
-        return IotInvokeError("Lambda refused the payload as too large: " + message, EX_DATAERR, **kw)
-    if status == 403 or code == "AccessDeniedException":
-        if env.direct:
-            hint = "the function's resource policy must allow the IoT role, and the IoT role lambda:InvokeFunction"
+    if reason in _BAD_TOKEN_REASONS:
+        return _BadCredentials(_EXPLANATIONS[reason] + ": " + (message or str(code)), EX_NOPERM, **kw)
+    explanation = _EXPLANATIONS.get(reason)
+    if reason == "invoke-denied" and env is not None:
+        if "cross-account log" in message.lower():
+            kw["reason"] = "cross-account-log"
+            explanation = "Lambda returns no log tail across accounts"
+        elif env.direct:
+            explanation = ("invoke of {function} was denied (the function's resource policy must allow the IoT role, "
+                           "and the IoT role lambda:InvokeFunction)")
         else:
-            hint = "the role %s must be allowed lambda:InvokeFunction on the function" % env.role_arn
-        return IotInvokeError("invoke of %s was denied (%s): %s" % (env.function, hint, message), EX_NOPERM, **kw)
-    if status == 404 or code == "ResourceNotFoundException":
-        return IotInvokeError("function not found: %s" % (message or env.function), EX_UNAVAILABLE, **kw)
-    if 400 <= status < 500 and code:
-        return IotInvokeError("Lambda refused the invoke: " + (message or code), EX_UNAVAILABLE, **kw)
-    return IotInvokeError("unexpected answer from Lambda", EX_PROTOCOL, **kw)
+            explanation = "invoke of {function} was denied (the role {role} must be allowed lambda:InvokeFunction on it)"
+    elif explanation is None and hop == "lambda" and code is not None and (hop, code) in _ERROR_TABLE:
+        # A set-up failure of the function before its code ran: say whose it is to fix.
+        explanation = ("Lambda could not start the function (%s): %s" % (
+            reason, "it clears by itself" if resend else "only the function's owner can fix this"))
+    if explanation is None:
+        explanation = {"iot": "the credentials provider refused", "sts": "STS refused AssumeRole",
+                       "lambda": "Lambda refused the invoke"}[hop]
+        if exit_code == EX_PROTOCOL:
+            explanation = "unexpected answer from " + {"iot": "the credentials provider", "sts": "STS",
+                                                       "lambda": "Lambda"}[hop]
+    text = explanation.format(
+        alias=config.role_alias,
+        thing=config.thing_name,
+        role=env.role_arn if env else None,
+        function=env.function if env else None,
+        region=env.region if env else config.region,
+    )
+    if message.lower().startswith(text.lower()):
+        text += message[len(text):]  # AWS said the same, with detail: "Function not found: arn:..."
+    elif message and message not in text:
+        text += ": " + message
+    if hop == "lambda" and exit_code == EX_IOERR:
+        if invocation_type == "DryRun" or (env is not None and env.idempotent):
+            # Nothing ran (DryRun), or the caller declared that running twice is harmless.
+            return _Retryable(text, EX_TEMPFAIL, retry_after=retry_after, **kw)
+        text += "; not retried automatically"
+    if resend or exit_code == EX_TEMPFAIL:
+        return _Retryable(text, exit_code, retry_after=retry_after, **kw)
+    return IotInvokeError(text, exit_code, retry_after=retry_after, **kw)
+
+
+def _log_tail(value: str | None) -> str | None:
+    """X-Amz-Log-Result decoded; the function has run, so a garbled value must not lose its answer."""
+    if not value:
+        return None
+    import base64
+    import binascii
+
+    try:
+        return base64.b64decode(value[: MAX_LOG_TAIL_BYTES * 2], validate=True).decode("utf-8", "replace")
+    except (binascii.Error, ValueError):
+        return "(the log tail sent by Lambda is not valid base64)\n"
 
 
 # --- Small helpers -----------------------------------------------------------------------------------
@@ -2009,8 +2493,9 @@ def _parse_args(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
         if arg == "--":
             positional.extend(args)
             break
-        if arg.startswith("-") and arg != "-" and not positional:
-            name, eq, value = arg.partition("=")
+        name, eq, value = arg.partition("=")
+        # Options may follow ENV too; after ENV only known names count, so a payload such as -1 stays one.
+        if arg.startswith("-") and arg != "-" and (not positional or name in _FLAGS or name in _VALUED):
             if name in _FLAGS and not eq:
                 options[_FLAGS[name]] = True
             elif name in _VALUED:
@@ -2027,18 +2512,24 @@ def _parse_args(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
     return options, positional
 
 
-def _read_payload(argument: str | None, stdin: IO[bytes]) -> bytes:
+def _read_payload(argument: str | None, stdin: IO[bytes] | None) -> bytes:
+    """The payload from the argument, '@file' or standard input, read no further than Lambda's limit."""
     if argument is None or argument == "-":
+        if stdin is None:
+            raise IotInvokeError("standard input is closed: pass the payload as an argument", EX_NOINPUT, "payload",
+                                 reason="stdin-closed")
         try:
-            return stdin.read()
+            return stdin.read(MAX_SYNC_PAYLOAD_BYTES + 1)
         except OSError as e:
-            raise IotInvokeError("cannot read the payload from standard input: " + _os_reason(e), EX_NOINPUT, "payload") from None
+            raise IotInvokeError("cannot read the payload from standard input: " + _os_reason(e), EX_NOINPUT, "payload",
+                                 reason="stdin-unreadable") from None
     if argument.startswith("@"):
         try:
             with open(argument[1:], "rb") as f:
                 return f.read(MAX_SYNC_PAYLOAD_BYTES + 1)
         except OSError as e:
-            raise IotInvokeError("payload file %s: %s" % (argument[1:], _os_reason(e)), EX_NOINPUT, "payload") from None
+            raise IotInvokeError("payload file %s: %s" % (argument[1:], _os_reason(e)), EX_NOINPUT, "payload",
+                                 reason="payload-file-unreadable") from None
     try:
         return argument.encode("utf-8")
     except UnicodeEncodeError:  # undecodable bytes in argv arrive as surrogates
@@ -2080,15 +2571,15 @@ def _client_context(text: str | None) -> str | None:
     return encoded
 
 
-def _run(argv: list[str], stdin: IO[bytes], stdout: IO[bytes], stderr: IO[str]) -> int:
+def _run(argv: list[str], stdin: IO[bytes] | None, stdout: IO[bytes] | None, stderr: IO[str]) -> int:
     options, positional = _parse_args(argv)
     # Help and version go to stdout, as users expect of any command (`--help | less`); an invoke
     # never writes anything there but the payload.
     if options.get("help"):
-        stdout.write(USAGE.encode())
+        _write_out(stdout, USAGE.encode(), ran=False)
         return EX_OK
     if options.get("version"):
-        stdout.write(b"iotinvoke " + __version__.encode() + b"\n")
+        _write_out(stdout, b"iotinvoke " + __version__.encode() + b"\n", ran=False)
         return EX_OK
     actions = [a for a in ("credential_process", "clear_cache", "stream", "doctor") if options.get(a)]
     if options.get("clear_cache"):
@@ -2101,7 +2592,7 @@ def _run(argv: list[str], stdin: IO[bytes], stdout: IO[bytes], stderr: IO[str]) 
     if options.get("event") and options.get("dry_run"):
         raise IotInvokeError("--event and --dry-run exclude each other", EX_USAGE)
     if len(positional) > (1 if actions else 2):
-        raise IotInvokeError("too many arguments (see --help); quote the JSON payload", EX_USAGE)
+        raise IotInvokeError("too many arguments (see --help): quote the JSON payload, one argument", EX_USAGE)
     connect_timeout = _timeout_option(options, "connect_timeout")
     read_timeout = _timeout_option(options, "read_timeout")
     invocation_type = "Event" if options.get("event") else "DryRun" if options.get("dry_run") else "RequestResponse"
@@ -2111,15 +2602,24 @@ def _run(argv: list[str], stdin: IO[bytes], stdout: IO[bytes], stderr: IO[str]) 
         # The payload is checked before the configuration or any network call.
         payload = _read_payload(positional[1] if len(positional) > 1 else None, stdin)
         _check_payload(payload, invocation_type)
+        if stdout is None and invocation_type == "RequestResponse":
+            raise IotInvokeError("standard output is closed: the function's answer could not be delivered; "
+                                 "nothing was sent", EX_USAGE, "output", reason="stdout-closed")
 
     config = load_config(options.get("config"))
     if connect_timeout is not None:
         config.connect_timeout = connect_timeout
     use_cache = not options.get("no_cache") and not options.get("doctor")  # the doctor asks AWS afresh
-    client = Client(config, use_cache=use_cache, verbose=bool(options.get("verbose")), stderr=stderr)
+    log = None
+    if options.get("verbose"):
+        def log(message: str) -> None:
+            _say(stderr, "iotinvoke: " + message + "\n")
+
+        log("config: %s" % config.path)
+    client = Client(config, use_cache=use_cache, log=log)
     if options.get("clear_cache"):
-        removed = client._cache.clear()
-        client._log("cache: removed %d files from %s" % (removed, client._cache.folder))
+        removed = client.clear_cache()
+        client._log("cache: removed %d files" % removed)
         return EX_OK
     name = positional[0]
     client.environment(name)  # unknown environment: exit 64 before any network call
@@ -2130,14 +2630,17 @@ def _run(argv: list[str], stdin: IO[bytes], stdout: IO[bytes], stderr: IO[str]) 
         try:
             return _doctor(client, name, report)
         finally:
-            stdout.write(report.getvalue().encode("utf-8"))
+            _write_out(stdout, report.getvalue().encode("utf-8"), ran=False)
     if options.get("credential_process"):
         import json
 
         creds = client.credentials(name)
-        stdout.write(json.dumps(creds.to_json()).encode() + b"\n")
+        _write_out(stdout, json.dumps(creds.to_json()).encode() + b"\n", ran=False)
         return EX_OK
     if options.get("stream"):
+        if stdin is None or stdout is None:
+            raise IotInvokeError("--stream needs standard input and output open", EX_USAGE, "output",
+                                 reason="stream-closed")
         return _stream(client, name, stdin, stdout, bool(options.get("log_tail")), options.get("qualifier"),
                        client_context, read_timeout)
     result = client.invoke(
@@ -2150,15 +2653,52 @@ def _run(argv: list[str], stdin: IO[bytes], stdout: IO[bytes], stderr: IO[str]) 
         read_timeout=read_timeout,
         validate=False,
     )
-    stdout.write(result.payload)
-    stdout.flush()
+    if result.payload:
+        _write_out(stdout, result.payload, ran=True)
     if result.log_result:
-        stderr.write(result.log_result if result.log_result.endswith("\n") else result.log_result + "\n")
+        _say(stderr, result.log_result if result.log_result.endswith("\n") else result.log_result + "\n")
     if result.function_error:
-        stderr.write("iotinvoke: lambda: the function reported an error (%s): %s\n"
-                     % (result.function_error, _function_error_summary(result.payload)))
+        _say(stderr, "iotinvoke: lambda: the function reported an error (%s): %s\n"
+             % (result.function_error, _function_error_summary(result.payload)))
         return EX_FUNCTION_ERROR
     return EX_OK
+
+
+def _write_out(stdout: IO[bytes] | None, data: bytes, ran: bool) -> None:
+    """Write to standard output; a failure is one error, and Python's own flush at exit stays quiet."""
+    try:
+        if stdout is None:
+            raise OSError("it is closed")
+        stdout.write(data)
+        stdout.flush()
+    except (OSError, ValueError) as e:
+        _silence(1)
+        if not ran:
+            raise IotInvokeError("cannot write to standard output: %s" % _os_reason(e), EX_IOERR, "output",
+                                 reason="stdout-failed") from None
+        raise IotInvokeError("cannot write the answer to standard output (%s): the function ran and its answer "
+                             "is lost" % _os_reason(e), EX_IOERR, "output", reason="stdout-failed") from None
+
+
+def _say(stderr: IO[str] | None, text: str) -> None:
+    """Write to standard error; when it is closed or full, the exit status must still tell."""
+    try:
+        if stderr is not None:
+            stderr.write(text)
+            stderr.flush()
+    except (OSError, ValueError):
+        _silence(2)
+
+
+def _silence(fd: int) -> None:
+    """Point a failing standard stream at /dev/null, so Python's flush at exit does not fail again
+    (it would turn the exit status into 120)."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, fd)
+        os.close(null)
+    except OSError:
+        pass
 
 
 def _stream(
@@ -2182,7 +2722,8 @@ def _stream(
         payload = line.strip()
         if not payload:
             continue
-        record: dict[str, Any] = {"exit": EX_OK, "status": None, "function_error": None, "payload": None, "error": None}
+        record: dict[str, Any] = {"exit": EX_OK, "status": None, "function_error": None, "payload": None, "error": None,
+                                  "reason": None}
         try:
             _check_payload(payload, "RequestResponse")
             result = client.invoke(name, payload, log_tail=log_tail, qualifier=qualifier,
@@ -2197,9 +2738,8 @@ def _stream(
             if result.log_result:
                 client._log("lambda: log tail: " + json.dumps(result.log_result))
         except IotInvokeError as e:
-            record.update(exit=e.exit_code, status=e.status, error=str(e))
-        stdout.write(json.dumps(record, separators=(",", ":")).encode() + b"\n")
-        stdout.flush()
+            record.update(exit=e.exit_code, status=e.status, error=str(e), reason=e.reason or None)
+        _write_out(stdout, json.dumps(record, separators=(",", ":")).encode() + b"\n", ran=True)
     return EX_OK
 
 
@@ -2228,7 +2768,7 @@ def _doctor(client: Client, name: str, out: IO[str]) -> int:
     try:
         _ssl_context(config.ca, (config.cert, config.key))
     except IotInvokeError as e:
-        return fail("files", e, *_KEY_REASONS[getattr(e, "reason", None) or "key-unreadable"][1:])
+        return fail("files", e, *_KEY_REASONS.get(e.reason, _KEY_REASONS["device-key-unusable"])[1:])
     not_after = _certificate_not_after(config.cert)
     detail = "certificate id %s" % (cert_id or "?") + (", valid until " + _iso8601(not_after) if not_after else "")
     uri = _provider_key_uri(config.key)
@@ -2247,9 +2787,9 @@ def _doctor(client: Client, name: str, out: IO[str]) -> int:
 
     # Hop 1
     try:
-        iot_creds = client._fetch_iot_credentials()
+        iot_creds = client.fetch_iot_credentials()
     except IotInvokeError as e:
-        return fail("hop 1", e, *_iot_diagnosis(e, config, cert_id))
+        return fail("hop 1", e, *_diagnosis(e, client, env, "the IoT role"))
     line("ok", "hop 1", "credentials from role alias %s, valid until %s" % (config.role_alias, _iso8601(iot_creds.expiration)))
     drift = client.last_drift
     if drift is not None and abs(drift) > CLOCK_SKEW_THRESHOLD_S:
@@ -2270,19 +2810,17 @@ def _doctor(client: Client, name: str, out: IO[str]) -> int:
     if env.direct:
         line("skip", "hop 2", "one-hop mode: no AssumeRole")
     else:
-        url, body = client._assume_role_request(env)
         try:
-            creds = client._assume_role_once(env, url, body, iot_creds)
+            creds = client.assume_role(name, iot_creds)
         except IotInvokeError as e:
-            return fail("hop 2", e, *_sts_diagnosis(e, env, caller_role))
+            return fail("hop 2", e, *_diagnosis(e, client, env, caller_role))
         line("ok", "hop 2", "AssumeRole into %s, valid until %s" % (env.role_arn, _iso8601(creds.expiration)))
 
     # Hop 3, as DryRun: checks the permission, runs nothing.
-    client._memory[client._sts_key(env) if not env.direct else client._iot_key()] = creds
     try:
-        client.invoke(name, b"{}", "DryRun")
+        client.invoke(name, b"{}", "DryRun", credentials=creds)
     except IotInvokeError as e:
-        return fail("hop 3", e, *_lambda_diagnosis(e, env, caller_role))
+        return fail("hop 3", e, *_diagnosis(e, client, env, caller_role))
     line("ok", "hop 3", "DryRun invoke of %s allowed" % env.function)
     if env.direct:
         line("note", "log tail", "--log-tail is refused in one-hop mode: Lambda never returns logs across accounts",
@@ -2290,82 +2828,112 @@ def _doctor(client: Client, name: str, out: IO[str]) -> int:
     return failed[0] if failed else EX_OK
 
 
-def _iot_diagnosis(e: IotInvokeError, config: Config, cert_id: str | None) -> tuple[str, str]:
-    text = e.message
-    describe = "aws iot describe-certificate --certificate-id %s (in the IoT account and region)" % (cert_id or "<id>")
-    if "TLS handshake" in text:
-        return ("the certificate is not registered with AWS IoT in this endpoint's account and region, is not "
-                "active, or its CA is unknown to AWS IoT", describe + "; register or activate it")
-    if "not active" in text:
-        return ("the certificate is inactive or revoked",
-                "aws iot update-certificate --certificate-id %s --new-status ACTIVE" % (cert_id or "<id>"))
-    if "thing_name" in text:
-        return ("the thing named by thing_name is not attached to this certificate",
-                "aws iot attach-thing-principal --thing-name %s --principal <certificate ARN>, or correct "
-                "thing_name in [iot]" % config.thing_name)
-    if "may not assume role alias" in text:
-        return ("the certificate's IoT policy does not allow iot:AssumeRoleWithCertificate on the role alias",
-                "attach an IoT policy allowing iot:AssumeRoleWithCertificate on "
-                "arn:aws:iot:REGION:ACCOUNT:rolealias/%s" % config.role_alias)
-    if e.status == 404:
-        return ("no role alias %r where this endpoint points" % config.role_alias,
-                "aws iot describe-role-alias --role-alias %s; endpoint must be the output of aws iot describe-endpoint "
-                "--endpoint-type iot:CredentialProvider in the same account and region" % config.role_alias)
-    if "Unable to assume the role" in text:
-        return ("the role behind the alias does not exist or does not trust credentials.iot.amazonaws.com",
-                'its trust policy needs {"Principal": {"Service": "credentials.iot.amazonaws.com"}, '
-                '"Action": "sts:AssumeRole"}')
-    if "CredentialDurationSeconds" in text:
-        return ("the role alias asks for longer credentials than the role's MaxSessionDuration",
-                "aws iot update-role-alias --credential-duration-seconds 3600, or raise the role's MaxSessionDuration")
-    if "not trusted" in text:
-        return ("the credentials endpoint's certificate is not trusted: wrong ca, or the clock is far off",
-                "set ca to AmazonRootCA1.pem (or leave it out for certifi's bundle); check the date")
-    return _generic_diagnosis(e)
+# --doctor's advice for each reason: (cause, fix). Fields: {cert_id} {alias} {thing} {role} {role_name}
+# {caller} {caller_name} {function} {condition} {ca}. A reason without a row gets the generic advice.
+_DIAGNOSES: dict[str, tuple[str, str]] = {
+    "certificate-refused": (
+        "the certificate is not registered with AWS IoT in this endpoint's account and region, is not active, "
+        "or its CA is unknown to AWS IoT",
+        "aws iot describe-certificate --certificate-id {cert_id} (in the IoT account and region); register or "
+        "activate it"),
+    "certificate-inactive": (
+        "the certificate is inactive or revoked",
+        "aws iot update-certificate --certificate-id {cert_id} --new-status ACTIVE"),
+    "thing-not-attached": (
+        "the thing named by thing_name is not attached to this certificate",
+        "aws iot attach-thing-principal --thing-name {thing} --principal <certificate ARN>, or correct thing_name "
+        "in [iot]"),
+    "iot-policy-denied": (
+        "the certificate's IoT policy does not allow iot:AssumeRoleWithCertificate on the role alias",
+        "attach an IoT policy allowing iot:AssumeRoleWithCertificate on arn:aws:iot:REGION:ACCOUNT:rolealias/{alias}"),
+    "role-alias-not-found": (
+        "no role alias {alias!r} where this endpoint points",
+        "aws iot describe-role-alias --role-alias {alias}; endpoint must be the output of aws iot describe-endpoint "
+        "--endpoint-type iot:CredentialProvider in the same account and region"),
+    "role-not-assumable": (
+        "the role behind the alias does not exist or does not trust credentials.iot.amazonaws.com",
+        'its trust policy needs {{"Principal": {{"Service": "credentials.iot.amazonaws.com"}}, "Action": "sts:AssumeRole"}}'),
+    "duration-exceeds-role-max": (
+        "the role alias asks for longer credentials than the role's MaxSessionDuration",
+        "aws iot update-role-alias --credential-duration-seconds 3600, or raise the role's MaxSessionDuration"),
+    "tls-untrusted": (
+        "the server's certificate does not chain to the trusted CA file {ca}, or a TLS-inspecting proxy is in the way",
+        "leave ca / ca_bundle unset for the default trust, or point them at AmazonRootCA1.pem; unset a machine-wide "
+        "AWS_CA_BUNDLE that is meant for something else"),
+    "tls-name-mismatch": (
+        "the endpoint's certificate is for another host name: the endpoint is mistyped or belongs to another service",
+        "check the endpoint key; hop 1 needs the output of aws iot describe-endpoint --endpoint-type "
+        "iot:CredentialProvider"),
+    "clock-wrong": (
+        "the board's clock is outside the server certificate's validity: it booted without a real-time clock and "
+        "NTP has not answered yet",
+        "wait for NTP (timedatectl status: System clock synchronized: yes), or start iotinvoke after "
+        "time-sync.target"),
+    "clock-skew": ("the local clock is too far from AWS's", "start NTP before iotinvoke runs"),
+    "dns-failed": ("the endpoint's host name does not resolve: mistyped, or no DNS on this network",
+                   "check the endpoint key against aws iot describe-endpoint / the region; then DNS (resolvectl status)"),
+    "assume-role-denied": (
+        "AWS's answer does not say which of two policies refused: (a) the trust policy of {role} does not allow "
+        "{caller}{condition}, or (b) {caller} is not allowed sts:AssumeRole on {role}",
+        "(a) in the Lambda account: aws iam get-role --role-name {role_name} --query Role.AssumeRolePolicyDocument; "
+        "(b) in the IoT account: aws iam list-role-policies / get-role-policy --role-name {caller_name}"),
+    "invalid-parameter": ("AWS refused a parameter (for AssumeRole with role credentials, role chaining limits "
+                          "DurationSeconds to one hour)", "set duration_seconds to 3600 or less, or leave it out"),
+    "sts-region-disabled": ("STS is not activated in this region for the Lambda account",
+                            "activate the region in the IAM console (Account settings), or set region"),
+    "function-not-found": (
+        "no such function (or version/alias) in that account and region",
+        "aws lambda get-function --function-name {function} in the Lambda account; check function, region and "
+        "qualifier"),
+    "invoke-denied": (
+        "the role {role} is not allowed lambda:InvokeFunction on {function}",
+        "give the role an identity policy allowing lambda:InvokeFunction on the function's ARN (and ARN:*)"),
+    "invoke-denied-direct": (
+        "one-hop mode needs both: the function's resource policy naming {caller}, and that role's own permission "
+        "lambda:InvokeFunction on the function",
+        "aws lambda add-permission --function-name {function} --statement-id iotinvoke --action "
+        "lambda:InvokeFunction --principal {caller}"),
+    "invoke-denied-identity": (
+        "the function's resource policy allows {caller}, but that role's own permissions do not allow "
+        "lambda:InvokeFunction on the function",
+        "in the IoT account, allow lambda:InvokeFunction on {function} (and :*) for {caller}"),
+    "function-not-ready": ("the function is Pending or Inactive (or being updated); Lambda makes it Active by itself",
+                           "retry in a minute; aws lambda get-function --function-name {function} --query "
+                           "Configuration.State"),
+    "proxy-auth": ("the proxy refused the user and password in HTTPS_PROXY", "correct HTTPS_PROXY"),
+    "proxy-failed": ("the proxy could not reach the endpoint", "check the proxy, and NO_PROXY for endpoints it must not carry"),
+}
 
 
-def _sts_diagnosis(e: IotInvokeError, env: Environment, caller_role: str) -> tuple[str, str]:
-    role = str(env.role_arn)
-    if e.code == "AccessDenied":
-        condition = " with the ExternalId condition %r" % env.external_id if env.external_id else ""
-        return ("AWS's answer does not say which of two policies refused: (a) the trust policy of %s does not "
-                "allow %s%s, or (b) %s is not allowed sts:AssumeRole on %s" % (role, caller_role, condition, caller_role, role),
-                "(a) in the Lambda account: aws iam get-role --role-name %s --query Role.AssumeRolePolicyDocument; "
-                "(b) in the IoT account: aws iam list-role-policies / get-role-policy --role-name %s"
-                % (role.rsplit("/", 1)[-1], caller_role.rsplit("/", 1)[-1]))
-    if e.code == "ValidationError" and "DurationSeconds" in e.message:
-        return ("AssumeRole with role credentials is role chaining, limited to one hour",
-                "set duration_seconds to 3600 or less, or leave it out")
-    return _generic_diagnosis(e)
-
-
-def _lambda_diagnosis(e: IotInvokeError, env: Environment, caller_role: str) -> tuple[str, str]:
-    if e.exit_code == EX_NOPERM and e.code == "AccessDeniedException":
-        # Lambda says which policy type refused ("because no resource-based policy allows ...").
-        if env.direct and "no identity-based policy" in e.message:
-            return ("the function's resource policy allows %s, but that role's own permissions do not allow "
-                    "lambda:InvokeFunction on the function" % caller_role,
-                    "in the IoT account, allow lambda:InvokeFunction on %s (and :*) for %s" % (env.function, caller_role))
-        if env.direct:
-            return ("one-hop mode needs both: the function's resource policy naming %s, and that role's own "
-                    "permission lambda:InvokeFunction on the function" % caller_role,
-                    "aws lambda add-permission --function-name %s --statement-id iotinvoke --action "
-                    "lambda:InvokeFunction --principal %s" % (env.function, caller_role))
-        return ("the role %s is not allowed lambda:InvokeFunction on %s" % (env.role_arn, env.function),
-                "give the role an identity policy allowing lambda:InvokeFunction on the function's ARN (and ARN:*)")
-    if e.status == 404:
-        return ("no such function (or version/alias) in that account and region",
-                "aws lambda get-function --function-name %s in the Lambda account; check function, region and "
-                "qualifier" % env.function)
-    return _generic_diagnosis(e)
-
-
-def _generic_diagnosis(e: IotInvokeError) -> tuple[str, str]:
-    if isinstance(e, _ClockSkew) or "Signature expired" in e.message or "not yet current" in e.message:
-        return ("the local clock is too far from AWS's", "start NTP before iotinvoke runs")
-    if e.exit_code == EX_TEMPFAIL:
-        return ("the network, a proxy, or AWS itself failed", "check connectivity and HTTPS_PROXY / NO_PROXY, then retry")
-    return ("see the error above", EXIT_CODES.get(e.exit_code, ""))
+def _diagnosis(e: IotInvokeError, client: Client, env: Environment, caller_role: str) -> tuple[str, str]:
+    """(cause, fix) for a failure of the doctor's checks, from its reason."""
+    reason = e.reason
+    if reason == "invoke-denied" and env.direct:
+        # Lambda says which policy type refused ("because no identity-based policy allows ...").
+        reason = "invoke-denied-identity" if "no identity-based policy" in e.message else "invoke-denied-direct"
+    row = _DIAGNOSES.get(reason)
+    if row is None:
+        if e.exit_code == EX_TEMPFAIL:
+            return ("the network, a proxy, or AWS itself failed", "check connectivity and HTTPS_PROXY / NO_PROXY, then retry")
+        if e.hop == "lambda" and e.exit_code == EX_UNAVAILABLE:
+            return ("Lambda could not set up the function (%s): a problem of the function's configuration" % reason,
+                    "the function's owner: aws lambda get-function --function-name %s" % env.function)
+        return ("see the error above", EXIT_CODES.get(e.exit_code, ""))
+    config = client.config
+    ca = (env.ca_bundle or "the default trust") if e.hop != "iot" else (config.ca or "the default trust")
+    fields = {
+        "cert_id": _certificate_id(config.cert) or "<id>",
+        "alias": config.role_alias,
+        "thing": config.thing_name,
+        "role": env.role_arn,
+        "role_name": str(env.role_arn).rsplit("/", 1)[-1],
+        "caller": caller_role,
+        "caller_name": caller_role.rsplit("/", 1)[-1],
+        "function": env.function,
+        "condition": " with the ExternalId condition %r" % env.external_id if env.external_id else "",
+        "ca": ca,
+    }
+    return row[0].format(**fields), row[1].format(**fields)
 
 
 def _role_of_session(arn: str) -> str:
@@ -2410,24 +2978,37 @@ def _function_error_summary(payload: bytes) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """The command: returns the exit status; every failure is one line on standard error."""
+    _open_standard_fds()
     stderr = sys.stderr
     try:
-        return _run(sys.argv[1:] if argv is None else argv, sys.stdin.buffer, sys.stdout.buffer, stderr)
+        return _run(
+            sys.argv[1:] if argv is None else argv,
+            sys.stdin.buffer if sys.stdin is not None else None,
+            sys.stdout.buffer if sys.stdout is not None else None,
+            stderr,
+        )
     except IotInvokeError as e:
-        stderr.write("iotinvoke: %s\n" % e)
+        _say(stderr, "iotinvoke: %s\n" % e)
         return e.exit_code
     except KeyboardInterrupt:
-        stderr.write("iotinvoke: interrupted\n")
+        _say(stderr, "iotinvoke: interrupted\n")
         return 130
-    except BrokenPipeError:
-        # The reader of standard output went away: the function ran, its answer is lost.
-        stderr.write("iotinvoke: cannot write to standard output (broken pipe): the answer is lost\n")
-        # Python flushes stdout again at exit; point it at /dev/null so that says nothing more.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EX_IOERR
     except Exception as e:  # a bug: still one line, never a traceback with local values
-        stderr.write("iotinvoke: internal error: %s: %s\n" % (type(e).__name__, _short(str(e))))
+        _say(stderr, "iotinvoke: internal error: %s: %s\n" % (type(e).__name__, _short(str(e))))
         return EX_SOFTWARE
+
+
+def _open_standard_fds() -> None:
+    """A caller may start us with descriptor 0, 1 or 2 closed; the next file or socket opened would
+    then take its number, and a payload could end up written into it. /dev/null takes the place."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            try:
+                os.open(os.devnull, os.O_RDWR)  # the lowest free number: this one
+            except OSError:
+                pass
 
 
 if __name__ == "__main__":

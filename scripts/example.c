@@ -2,8 +2,10 @@
  * example.c - calling iotinvoke from C, the way a program on an IoT board should.
  *
  * What it shows:
- *   - running iotinvoke.py with posix_spawnp() (no shell, no fork+exec by hand), its standard
- *     input, output and error connected to pipes through posix_spawn_file_actions;
+ *   - running iotinvoke as "python3 -m iotinvoke" (the fastest form: the module's compiled
+ *     bytecode is reused, see README) with posix_spawnp() (no shell, no fork+exec by hand), its
+ *     folder first on the child's PYTHONPATH, its standard input, output and error connected to
+ *     pipes through posix_spawn_file_actions;
  *   - passing the JSON payload on iotinvoke's standard input while reading its standard output
  *     and standard error at the same time with poll(), so that no pipe buffer can fill up and
  *     deadlock the two processes, whatever the sizes (EINTR and EPIPE handled);
@@ -16,15 +18,28 @@
  *                    -r times (default 3);
  *       EX_IOERR     (74) the invoke was sent but its answer was lost: the function may have
  *                    run, so it is NOT run again; whoever called us must decide;
- *       other        a failure that retrying won't fix: iotinvoke's stderr line is shown.
+ *       other        a failure that retrying won't fix: iotinvoke's stderr line is shown;
+ *       EX_UNAVAILABLE (69) also when iotinvoke could not be started at all: the interpreter is
+ *                    missing (spawn failed, or exit status 126/127 from a wrapper that could
+ *                    not exec it), Python refused before running anything (exit status 2: no
+ *                    such script, a bad option), or a module is missing ("No module named":
+ *                    iotinvoke itself under -m, or urllib3/botocore/certifi; Python exits 1).
+ *                    iotinvoke never exits 2, 126 or 127, and its exit status 1 (the function
+ *                    raised) always comes with its own line, "iotinvoke: lambda: ...", last on
+ *                    standard error: an exit status 1 without it is Python's, not the function's
+ *                    (a crash without "No module named": EX_SOFTWARE, 70).
  *
  * Usage:
- *   example [-p PYTHON] [-s SCRIPT] [-c CONFIG] [-r RETRIES] ENV [PAYLOAD]
+ *   example [-p PYTHON] [-d DIR | -s SCRIPT] [-c CONFIG] [-r RETRIES] ENV [PAYLOAD]
  *
  *   ENV        the environment (a section of iotinvoke's config file), e.g. dev
  *   PAYLOAD    the JSON payload; "-" or absent: read it from standard input
  *   -p PYTHON  the Python interpreter, looked up on PATH (default: python3)
- *   -s SCRIPT  iotinvoke.py (default: /usr/local/bin/iotinvoke.py, where the README installs it)
+ *   -d DIR     the folder holding iotinvoke.py, put first on the child's PYTHONPATH for
+ *              "PYTHON -m iotinvoke" (default: /usr/local/lib/iotinvoke, where the README installs
+ *              it; -d "" leaves PYTHONPATH alone, for a module installed with pip)
+ *   -s SCRIPT  run "PYTHON SCRIPT" instead of "PYTHON -m iotinvoke" (a copied iotinvoke.py;
+ *              slower: Python compiles a script at every call)
  *   -c CONFIG  iotinvoke's config file (default: none given, so iotinvoke uses its own default,
  *              $IOTINVOKE_CONFIG or /etc/iotinvoke/iotinvoke.ini)
  *   -r RETRIES how many times to run again after exit status 75, 0 to 10 (default: 3)
@@ -36,8 +51,8 @@
  *
  * Compile (C99 + POSIX.1-2008; Linux, *BSD, macOS):
  *   gcc -std=c99 -Wall -Wextra -O2 -o example scripts/example.c
- * Try it against the local stand-in of AWS (see scripts/standin.py):
- *   echo '{"test":"test1"}' | ./example -s ./iotinvoke.py -c /tmp/aws/iotinvoke.ini dev
+ * Try it against the local stand-in of AWS (see scripts/standin.py), from this repository:
+ *   echo '{"test":"test1"}' | ./example -d . -c /tmp/aws/iotinvoke.ini dev
  *
  * There is no overall time limit here: iotinvoke bounds every request itself (--connect-timeout,
  * --read-timeout). The program is single-threaded; a multi-threaded caller must create the
@@ -72,6 +87,8 @@ extern char **environ;
 #define DEFAULT_RETRIES 3
 #define MAX_DELAY_MS 30000u
 #define CHUNK 65536u
+#define DEFAULT_DIR "/usr/local/lib/iotinvoke"
+#define PYTHONPATH_IS "PYTHONPATH="
 
 /* A byte buffer that grows by doubling, up to MAX_PAYLOAD_BYTES. */
 struct buf {
@@ -257,7 +274,7 @@ static int guard_std_fds(void)
  * Runs argv once with payload on its standard input; fills r. Returns 0 when the child was
  * run and reaped (its status in r->status), or an exit status after saying why not.
  */
-static int run_once(char *const argv[], const struct buf *payload, struct run *r)
+static int run_once(char *const argv[], char *const envp[], const struct buf *payload, struct run *r)
 {
     int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1};
     posix_spawn_file_actions_t actions;
@@ -313,7 +330,7 @@ static int run_once(char *const argv[], const struct buf *payload, struct run *r
         (rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK)) != 0) {
         say("posix_spawn set-up: %s", strerror(rc));
         failed = EX_OSERR;
-    } else if ((rc = posix_spawnp(&pid, argv[0], &actions, &attr, argv, environ)) != 0) {
+    } else if ((rc = posix_spawnp(&pid, argv[0], &actions, &attr, argv, envp)) != 0) {
         say("cannot run %s: %s", argv[0], strerror(rc));
         failed = rc == ENOENT || rc == EACCES ? EX_UNAVAILABLE : EX_OSERR;
     }
@@ -432,26 +449,71 @@ static unsigned backoff_ms(int attempt)
     return ms + (unsigned)rand() % (ms / 4u + 1u);
 }
 
+/*
+ * The child's environment: ours, with dir first on PYTHONPATH (before any PYTHONPATH we have).
+ * Built as a new array rather than with setenv(), so that nothing is left allocated at exit.
+ * Returns NULL when out of memory; free it with free_environment().
+ */
+static char **child_environment(const char *dir)
+{
+    const char *old = getenv("PYTHONPATH");
+    size_t count = 0, i, j = 0, size;
+    char **envp;
+
+    while (environ[count] != NULL)
+        count++;
+    envp = malloc((count + 2) * sizeof *envp);
+    if (envp == NULL)
+        return NULL;
+    size = sizeof PYTHONPATH_IS + strlen(dir) + (old != NULL && *old ? 1 + strlen(old) : 0);
+    envp[j] = malloc(size);
+    if (envp[j] == NULL) {
+        free(envp);
+        return NULL;
+    }
+    if (old != NULL && *old)
+        snprintf(envp[j], size, PYTHONPATH_IS "%s:%s", dir, old);
+    else
+        snprintf(envp[j], size, PYTHONPATH_IS "%s", dir);
+    j++;
+    for (i = 0; i < count; i++)
+        if (strncmp(environ[i], PYTHONPATH_IS, sizeof PYTHONPATH_IS - 1) != 0)
+            envp[j++] = environ[i];
+    envp[j] = NULL;
+    return envp;
+}
+
+static void free_environment(char **envp)
+{
+    if (envp != NULL && envp != environ) {
+        free(envp[0]); /* the one entry we made; the others are environ's */
+        free(envp);
+    }
+}
+
 static void usage(void)
 {
-    fputs("usage: " PROG " [-p PYTHON] [-s SCRIPT] [-c CONFIG] [-r RETRIES] ENV [PAYLOAD]\n", stderr);
+    fputs("usage: " PROG " [-p PYTHON] [-d DIR | -s SCRIPT] [-c CONFIG] [-r RETRIES] ENV [PAYLOAD]\n", stderr);
 }
 
 int main(int argc, char *argv[])
 {
     const char *python = "python3";
-    const char *script = "/usr/local/bin/iotinvoke.py";
+    const char *dir = DEFAULT_DIR;
+    const char *script = NULL; /* NULL: PYTHON -m iotinvoke */
     const char *config = NULL;
     const char *env, *arg_payload = NULL;
-    char *child_argv[8];
+    char *child_argv[10];
+    char **child_envp = environ;
     struct buf payload = {NULL, 0, 0, 0};
     struct run r;
     struct sigaction ignore;
     int retries = DEFAULT_RETRIES, attempt, opt, n = 0, code = EX_OK;
 
-    while ((opt = getopt(argc, argv, "p:s:c:r:h")) != -1) {
+    while ((opt = getopt(argc, argv, "p:d:s:c:r:h")) != -1) {
         switch (opt) {
         case 'p': python = optarg; break;
+        case 'd': dir = optarg; break;
         case 's': script = optarg; break;
         case 'c': config = optarg; break;
         case 'r': {
@@ -512,7 +574,17 @@ int main(int argc, char *argv[])
     }
 
     child_argv[n++] = (char *)python;
-    child_argv[n++] = (char *)script;
+    if (script != NULL) {
+        child_argv[n++] = (char *)script;
+    } else {
+        child_argv[n++] = "-m";
+        child_argv[n++] = "iotinvoke";
+        if (*dir != '\0' && (child_envp = child_environment(dir)) == NULL) {
+            say("out of memory");
+            buf_free(&payload);
+            return EX_OSERR;
+        }
+    }
     if (config != NULL) {
         child_argv[n++] = "--config";
         child_argv[n++] = (char *)config;
@@ -527,7 +599,7 @@ int main(int argc, char *argv[])
         const char *line;
 
         memset(&r, 0, sizeof r);
-        failed = run_once(child_argv, &payload, &r);
+        failed = run_once(child_argv, child_envp, &payload, &r);
         if (failed) {
             code = failed;
             buf_free(&r.out);
@@ -545,6 +617,8 @@ int main(int argc, char *argv[])
             code = EX_PROTOCOL;
         } else {
             code = WEXITSTATUS(r.status);
+            if (code == 1 && strncmp(line, "iotinvoke: ", strlen("iotinvoke: ")) != 0)
+                code = strstr(line, "No module named") != NULL ? -1 : -2; /* Python's 1, below */
             switch (code) {
             case EX_OK:
             case 1: /* the function raised; its error payload is the answer to print */
@@ -574,6 +648,19 @@ int main(int argc, char *argv[])
                 say("%s: the answer was lost and the function may have run; not retrying: %s", env,
                     line);
                 break;
+            case -1:  /* Python's exit status 1: a module is missing (iotinvoke or a dependency) */
+            case 2:   /* Python's own: no such script, a bad option */
+            case 126: /* a wrapper found the interpreter but could not execute it */
+            case 127: /* a wrapper could not find it */
+                say("%s: iotinvoke could not be started (%s exited %d; check -p, -d, -s): %s", env,
+                    python, WEXITSTATUS(r.status), *line ? line : "(nothing on stderr)");
+                code = EX_UNAVAILABLE;
+                break;
+            case -2:  /* Python's exit status 1 without iotinvoke's line: an uncaught exception */
+                say("%s: iotinvoke crashed (%s exited 1): %s", env, python,
+                    *line ? line : "(nothing on stderr)");
+                code = EX_SOFTWARE;
+                break;
             default:
                 say("%s: failed with exit status %d: %s", env, code,
                     *line ? line : "(nothing on stderr)");
@@ -584,5 +671,6 @@ int main(int argc, char *argv[])
         break;
     }
     buf_free(&payload);
+    free_environment(child_envp);
     return code;
 }

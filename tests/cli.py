@@ -14,9 +14,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "iotinvoke.py"
 # The interpreter that runs iotinvoke: scripts/test sets IOTINVOKE_TEST_PYTHON to a Python 3.9
-# environment for one run; the tests themselves keep running on sys.executable.
-PYTHON = os.environ.get("IOTINVOKE_TEST_PYTHON") or sys.executable
+# environment for one run; the tests themselves keep running on sys.executable. Made absolute
+# (symbolic links kept: a virtual environment's python finds its packages by its own path), as
+# some tests run it from another folder.
+PYTHON = os.path.abspath(os.environ.get("IOTINVOKE_TEST_PYTHON") or sys.executable)
 OUTPUTS: list[bytes] = []
+# What the stand-in's function ADCCrossAccountTest (environment dev) answers: the seed article's
+# function, byte for byte as Lambda returns a Python handler's dict.
+SEED_ANSWER = b'{"statusCode": 200, "body": "\\"Hello from Lambda cross account test!\\""}'
 
 
 @dataclass

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.tooling  # not iotinvoke's own tests: run once, with current releases
+
 ROOT = Path(__file__).resolve().parent.parent
 
 ROWS = (

@@ -1,29 +1,34 @@
 """scripts/example.c, the C caller, compiled with gcc and run against the local stand-in of AWS.
 
-It runs the real iotinvoke.py as its subprocess (sys.executable as PYTHON), exactly as a program
+It runs the real iotinvoke.py as its subprocess (cli.PYTHON as interpreter), exactly as a program
 on a board would: payload on the child's stdin, response from its stdout, branch on exit status.
-A few cases use a small Python script in place of iotinvoke.py to drive the C program's own
-edge cases (a child that writes a lot before reading, an oversized answer, a killed child).
+Most cases run it as a copied script (-s iotinvoke.py); others as the README installs it,
+"python3 -m iotinvoke" with the module's folder first on PYTHONPATH (-d), the C program's default.
+A few cases use a small Python script in place of iotinvoke.py, or in place of the interpreter, to
+drive the C program's own edge cases (a child that writes a lot before reading, an oversized
+answer, a killed child, an interpreter or module that is missing).
 """
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from cli import OUTPUTS, ROOT, SCRIPT, Run, environment
+from cli import OUTPUTS, PYTHON, ROOT, SCRIPT, SEED_ANSWER, Run, environment
 from standin import StandIn
 
 SOURCE = ROOT / "scripts" / "example.c"
-SEED_ANSWER = b'{"statusCode": 200, "body": "\\"Hello from Lambda cross account test!\\""}'
 FN = "arn:aws:lambda:ap-northeast-1:111111111111:function"
 TOOLS_ROLE = "arn:aws:iam::111111111111:role/iotinvoke-tools"
 CFLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-D_POSIX_C_SOURCE=200809L", "-O2"]
+# This module's own stand-in, with an environment whose function raises.
+pytestmark = pytest.mark.own_standin(config=f"\n[fail]\nfunction = {FN}:iotinvoke-tools-fail\nrole_arn = {TOOLS_ROLE}\n")
 
 
 @pytest.fixture(scope="module")
@@ -37,24 +42,10 @@ def example(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return binary
 
 
-@pytest.fixture(scope="module")
-def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandIn]:
-    with StandIn(tmp_path_factory.mktemp("standin")) as stand_in:
-        extra = f"\n[fail]\nfunction = {FN}:iotinvoke-tools-fail\nrole_arn = {TOOLS_ROLE}\n"
-        stand_in.config_path.write_text(stand_in.config_path.read_text() + extra)
-        yield stand_in
-
-
 @pytest.fixture
-def cache(tmp_path: Path, aws: StandIn) -> Iterator[Path]:
-    """A fresh credential cache for each test, and a stand-in with no faults and zeroed counters."""
-    aws.clear_faults()
-    aws.reset_counts()
-    aws.clock_offset_s = 0.0
-    errors_before = len(aws.server_errors)
-    yield tmp_path / "cache"
-    aws.clear_faults()
-    assert aws.server_errors[errors_before:] == [], "the stand-in itself failed"
+def cache(tmp_path: Path) -> Path:
+    """A fresh credential cache for each test."""
+    return tmp_path / "cache"
 
 
 def run_c(
@@ -62,18 +53,21 @@ def run_c(
     *args: str | Path,
     cache: Path,
     config: Path | None = None,
-    script: Path = SCRIPT,
+    script: Path | None = SCRIPT,
+    python: str = PYTHON,
     stdin: bytes = b"",
     wrapper: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
     timeout: float = 120,
 ) -> Run:
     environ = environment(cache, env)
-    argv = [*wrapper, str(binary), "-p", sys.executable, "-s", str(script)]
+    # script None: the C program's default form, python -m iotinvoke, with this repository as DIR.
+    argv = [*wrapper, str(binary), "-p", python, *(["-s", str(script)] if script else ["-d", str(ROOT)])]
     if config is not None:
         argv += ["-c", str(config)]
     argv += [str(a) for a in args]
-    done = subprocess.run(argv, input=stdin, capture_output=True, env=environ, timeout=timeout)
+    # Not from this repository's folder: python -m puts the current folder first on sys.path.
+    done = subprocess.run(argv, input=stdin, capture_output=True, env=environ, timeout=timeout, cwd=cache.parent)
     OUTPUTS.extend((done.stdout, done.stderr))
     return Run(done.returncode, done.stdout, done.stderr.decode("utf-8", "replace"))
 
@@ -90,6 +84,13 @@ def test_success_prints_the_seed_answer_and_exits_0(example: Path, aws: StandIn,
     assert (result.code, result.stdout) == (0, SEED_ANSWER), result.stderr
     assert result.lines == [f"example: dev: ok, {len(SEED_ANSWER)} bytes (attempt 1)"]
     assert aws.invocations[-1]["event"] == {"test": "test1"}
+    assert (aws.count("sts"), aws.count("lambda")) == (1, 1)
+
+
+def test_default_form_python_m_iotinvoke_with_its_folder(example: Path, aws: StandIn, cache: Path) -> None:
+    result = call(example, aws, cache, "dev", '{"test":"test1"}', script=None)
+    assert (result.code, result.stdout) == (0, SEED_ANSWER), result.stderr
+    assert result.lines == [f"example: dev: ok, {len(SEED_ANSWER)} bytes (attempt 1)"]
     assert (aws.count("sts"), aws.count("lambda")) == (1, 1)
 
 
@@ -190,6 +191,79 @@ def test_missing_python_is_reported(example: Path) -> None:
     assert done.stderr == "example: cannot run /nonexistent/python3: No such file or directory\n"
 
 
+def interpreter(tmp_path: Path, body: str) -> str:
+    """An executable standing in for the Python interpreter (-p): a Python script running body."""
+    fake = tmp_path / "fake-python"
+    fake.write_text(f"#!{PYTHON}\nimport json, os, sys\n{body}")
+    fake.chmod(0o755)
+    return str(fake)
+
+
+def test_default_command_and_pythonpath(example: Path, tmp_path: Path) -> None:
+    # The child's argv and PYTHONPATH, as a fake interpreter sees them, with and without -d.
+    show = interpreter(tmp_path, "sys.stdin.read()\n"
+                                 "print(json.dumps([sys.argv[1:], os.environ.get('PYTHONPATH')]))\n")
+    for args, inherited, wanted in (
+        ((), None, "/usr/local/lib/iotinvoke"),
+        ((), "/opt/x", "/usr/local/lib/iotinvoke:/opt/x"),
+        (("-d", "/srv/iot", "-c", "/etc/a.ini"), "", "/srv/iot"),
+        (("-d", ""), "/opt/x", "/opt/x"),
+    ):
+        env = {"PYTHONPATH": inherited} if inherited is not None else {}
+        done = subprocess.run([str(example), "-p", show, *args, "dev", "{}"], capture_output=True,
+                              env=environment(tmp_path, env), timeout=30)
+        assert done.returncode == 0, done.stderr
+        argv, pythonpath = json.loads(done.stdout)
+        config = ["--config", "/etc/a.ini"] if "-c" in args else []
+        assert argv == ["-m", "iotinvoke", *config, "--", "dev", "-"], args
+        assert pythonpath == wanted, (args, inherited)
+
+
+def test_iotinvoke_that_cannot_start_exits_69(example: Path, tmp_path: Path) -> None:
+    # Python's own exit statuses: 1 "No module named iotinvoke" (-m), 2 "can't open file" (a script).
+    no_module = subprocess.run([str(example), "-p", PYTHON, "-d", str(tmp_path), "dev", "{}"], capture_output=True,
+                               text=True, env=environment(tmp_path), cwd=tmp_path, timeout=30)
+    assert (no_module.returncode, no_module.stdout) == (69, ""), no_module.stderr
+    assert re.fullmatch(r"example: dev: iotinvoke could not be started \(\S+ exited 1; check -p, -d, -s\): "
+                        r"\S+: No module named iotinvoke\n", no_module.stderr), no_module.stderr
+    no_script = run_c(example, "dev", "{}", script=tmp_path / "missing.py", cache=tmp_path)
+    assert (no_script.code, no_script.stdout) == (69, b""), no_script.stderr
+    assert no_script.lines[0].startswith("example: dev: iotinvoke could not be started (") and " exited 2;" in no_script.stderr
+    assert "can't open file" in no_script.stderr
+    # A missing dependency, as Python reports it from inside the module: still cannot start.
+    dependency = interpreter(tmp_path, "sys.stdin.read()\nimport urllib3_missing_for_this_test\n")
+    missing = run_c(example, "dev", "{}", python=dependency, cache=tmp_path)
+    assert (missing.code, missing.stdout) == (69, b""), missing.stderr
+    assert missing.lines == [f"example: dev: iotinvoke could not be started ({dependency} exited 1; check -p, -d, -s): "
+                             "ModuleNotFoundError: No module named 'urllib3_missing_for_this_test'"]
+    # A wrapper that could not exec the interpreter (a shell's 127 and 126).
+    for status in (127, 126):
+        wrapper = interpreter(tmp_path, f"sys.stderr.write('wrapper: python3: not found\\n'); sys.exit({status})\n")
+        failed = run_c(example, "dev", "{}", python=wrapper, cache=tmp_path)
+        assert (failed.code, failed.lines) == (69, [
+            f"example: dev: iotinvoke could not be started ({wrapper} exited {status}; check -p, -d, -s): "
+            "wrapper: python3: not found"]), failed.stderr
+
+
+def test_python_exit_1_without_iotinvokes_line_is_a_crash_not_a_function_error(example: Path, tmp_path: Path) -> None:
+    crash = interpreter(tmp_path, "sys.stdin.read()\nsys.stdout.write('partial')\nraise RuntimeError('boom')\n")
+    result = run_c(example, "dev", "{}", python=crash, cache=tmp_path)
+    assert (result.code, result.stdout) == (70, b""), result.stderr
+    assert result.lines == [f"example: dev: iotinvoke crashed ({crash} exited 1): RuntimeError: boom"]
+
+
+def test_readme_and_example_c_agree_on_the_install_layout() -> None:
+    readme = (ROOT / "README.md").read_text()
+    installed = re.search(r"sudo install -D -m 0644 iotinvoke.py (\S+)/iotinvoke.py", readme)
+    assert installed, "README's install section lost its install command"
+    folder = installed.group(1)
+    default = re.search(r'#define DEFAULT_DIR "([^"]+)"', SOURCE.read_text())
+    assert default and default.group(1) == folder, "example.c's default -d is not where the README installs"
+    process = re.search(r"^credential_process = (.+)$", readme, re.M)
+    assert process and process.group(1).startswith(f"env PYTHONPATH={folder} python3 -m iotinvoke "), process
+    assert f"PYTHONPATH={folder} python3 -m iotinvoke" in readme
+
+
 def test_child_writing_before_reading_does_not_deadlock(example: Path, tmp_path: Path) -> None:
     # 1 MiB on stderr and on stdout before reading a byte of the 2 MiB payload: a caller that
     # wrote the whole payload first, or read one stream at a time, would hang here forever.
@@ -232,7 +306,7 @@ def test_child_exit_codes_and_signals_pass_through(example: Path, tmp_path: Path
 # --- memory ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("case", ["retry", "big"])
+@pytest.mark.parametrize("case", ["retry", "big", "module"])
 def test_clean_under_valgrind(example: Path, aws: StandIn, cache: Path, case: str) -> None:
     valgrind = shutil.which("valgrind")
     if valgrind is None:
@@ -244,6 +318,9 @@ def test_clean_under_valgrind(example: Path, aws: StandIn, cache: Path, case: st
         result = call(example, aws, cache, "dev", "{}", wrapper=wrapper)
         assert (result.code, result.stdout) == (0, SEED_ANSWER), result.stderr
         assert "retrying" in result.stderr
+    elif case == "module":  # python -m iotinvoke: the child's environment is built and freed
+        result = call(example, aws, cache, "dev", "{}", wrapper=wrapper, script=None)
+        assert (result.code, result.stdout) == (0, SEED_ANSWER), result.stderr
     else:
         big = "v" * 1_000_000
         result = call(example, aws, cache, "stg", stdin=json.dumps(big).encode(), wrapper=wrapper)

@@ -7,32 +7,26 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from cli import SCRIPT, environment
+from cli import PYTHON, ROOT, SCRIPT, SEED_ANSWER, environment
 from standin import StandIn
 
-SEED_ANSWER = {"statusCode": 200, "body": '"Hello from Lambda cross account test!"'}
 FUNCTION = "arn:aws:lambda:ap-northeast-1:111111111111:function:ADCCrossAccountTest"
-
-
-@pytest.fixture(scope="module")
-def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandIn]:
-    with StandIn(tmp_path_factory.mktemp("standin")) as stand_in:
-        yield stand_in
+pytestmark = pytest.mark.own_standin()  # a stand-in no other module touches
 
 
 @pytest.fixture
 def profile(aws: StandIn, tmp_path: Path) -> dict[str, str]:
     """Environment for an AWS tool whose profile iot-dev gets its credentials from iotinvoke."""
     config = tmp_path / "aws-config"
-    command = f"{sys.executable} {SCRIPT} --config {aws.config_path} --credential-process dev"
+    command = f"{PYTHON} {SCRIPT} --config {aws.config_path} --credential-process dev"
     config.write_text(f"[profile iot-dev]\ncredential_process = {command}\nregion = ap-northeast-1\n")
     env = environment(tmp_path / "cache")
     env.update(AWS_CONFIG_FILE=str(config), AWS_SHARED_CREDENTIALS_FILE=os.devnull, AWS_PROFILE="iot-dev")
@@ -52,7 +46,7 @@ print(frozen.access_key)
     done = subprocess.run([sys.executable, "-c", program], env=profile, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     payload, access_key = done.stdout.splitlines()
-    assert json.loads(payload) == SEED_ANSWER
+    assert json.loads(payload) == json.loads(SEED_ANSWER)
     assert aws.invocations[-1]["event"] == {"via": "botocore"}
     assert aws.invocations[-1]["caller_arn"].startswith("arn:aws:sts::111111111111:assumed-role/iotinvoke-dev/")
     # The same credentials iotinvoke itself cached: the tools share one cache.
@@ -73,7 +67,7 @@ def test_aws_cli_invokes_with_iotinvoke_credentials(aws: StandIn, profile: dict[
         env=profile, capture_output=True, text=True, timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    assert json.loads(out.read_text()) == SEED_ANSWER
+    assert json.loads(out.read_text()) == json.loads(SEED_ANSWER)
     assert aws.invocations[-1]["event"] == {"via": "aws-cli"}
 
 
@@ -84,3 +78,22 @@ def test_failure_is_reported_to_the_tool(aws: StandIn, profile: dict[str, str], 
     done = subprocess.run([sys.executable, "-c", program], env=profile, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert "AccessDenied" in done.stderr and "iotinvoke: sts:" in done.stderr
+
+
+def test_the_readmes_credential_process_line_works(aws: StandIn, tmp_path: Path) -> None:
+    # README's line, with this repository as the install folder and this test's interpreter.
+    line = re.search(r"^credential_process = (.+)$", (ROOT / "README.md").read_text(), re.M)
+    assert line, "README lost its credential_process example"
+    command = line.group(1).replace("/usr/local/lib/iotinvoke", str(ROOT)).replace("python3 ", f"{PYTHON} ", 1)
+    assert command != line.group(1) and "--credential-process dev" in command
+    config = tmp_path / "aws-config"
+    config.write_text(f"[profile iot-dev]\ncredential_process = {command}\nregion = ap-northeast-1\n")
+    env = environment(tmp_path / "cache", {"IOTINVOKE_CONFIG": str(aws.config_path)})
+    env.update(AWS_CONFIG_FILE=str(config), AWS_SHARED_CREDENTIALS_FILE=os.devnull, AWS_PROFILE="iot-dev")
+    program = "import botocore.session; print(botocore.session.Session().get_credentials().get_frozen_credentials().access_key)"
+    # Not from this repository's folder: python -m would find iotinvoke there without PYTHONPATH.
+    done = subprocess.run([sys.executable, "-c", program], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    cached = [json.loads(p.read_text()) for p in (tmp_path / "cache").glob("sts-*.json")]
+    assert [entry["AccessKeyId"] for entry in cached] == [done.stdout.strip()]

@@ -2,7 +2,6 @@
 and fix. Each diagnosis is reached by a real cause in the stand-in's world."""
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,29 +11,22 @@ from standin import StandIn
 from standin.world import DEVICE_ROLE_ARN, Role
 
 
-@pytest.fixture(scope="module")
-def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandIn]:
-    with StandIn(tmp_path_factory.mktemp("standin")) as stand_in:
-        # A role that trusts the IoT role, outside what the IoT role may assume (iotinvoke-*):
-        # AssumeRole is refused by the caller's identity policy, not by the trust policy.
-        stand_in.world.add_role(Role(
-            arn="arn:aws:iam::111111111111:role/other-invoker",
-            trust_policy={"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                                                                   "Principal": {"AWS": DEVICE_ROLE_ARN}}]},
-        ))
-        text = stand_in.config_path.read_text()
-        fn = "arn:aws:lambda:ap-northeast-1:111111111111:function:ADCCrossAccountTest"
-        stand_in.config_path.write_text(text + f"\n[identity-denied]\nfunction = {fn}\n"
-                                        "role_arn = arn:aws:iam::111111111111:role/other-invoker\n")
-        yield stand_in
+def _add_other_invoker(stand_in: StandIn) -> None:
+    """A role that trusts the IoT role, outside what the IoT role may assume (iotinvoke-*):
+    AssumeRole is refused by the caller's identity policy, not by the trust policy."""
+    stand_in.world.add_role(Role(
+        arn="arn:aws:iam::111111111111:role/other-invoker",
+        trust_policy={"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                               "Principal": {"AWS": DEVICE_ROLE_ARN}}]},
+    ))
 
 
-@pytest.fixture(autouse=True)
-def reset(aws: StandIn) -> Iterator[None]:
-    aws.clear_faults()
-    aws.clock_offset_s = 0.0
-    yield
-    aws.clock_offset_s = 0.0
+# This module's own stand-in, with environment identity-denied using that role.
+pytestmark = pytest.mark.own_standin(
+    setup=_add_other_invoker,
+    config="\n[identity-denied]\nfunction = arn:aws:lambda:ap-northeast-1:111111111111:function:ADCCrossAccountTest\n"
+           "role_arn = arn:aws:iam::111111111111:role/other-invoker\n",
+)
 
 
 def doctor(aws: StandIn, tmp_path: Path, env: str, replace: tuple[str, str] | None = None) -> Run:

@@ -9,36 +9,24 @@ import base64
 import json
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from cli import OUTPUTS, Run, run
+from cli import OUTPUTS, SEED_ANSWER, Run, run
 from standin import StandIn
 
-SEED_ANSWER = b'{"statusCode": 200, "body": "\\"Hello from Lambda cross account test!\\""}'
 FN = "arn:aws:lambda:ap-northeast-1:111111111111:function"
 TOOLS_ROLE = "arn:aws:iam::111111111111:role/iotinvoke-tools"
-
-
-@pytest.fixture(scope="module")
-def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandIn]:
-    with StandIn(tmp_path_factory.mktemp("standin")) as stand_in:
-        config = stand_in.config_path.read_text()
-        extra = "".join(
-            f"\n[{name}]\nfunction = {FN}:iotinvoke-tools-{name}\nrole_arn = {TOOLS_ROLE}\n"
-            for name in ("fail", "sleep", "print", "size")
-        )
-        stand_in.config_path.write_text(config + extra)
-        yield stand_in
+# This module's own stand-in, with four environments for the test functions (fail, sleep, print, size).
+pytestmark = pytest.mark.own_standin(config="".join(
+    f"\n[{name}]\nfunction = {FN}:iotinvoke-tools-{name}\nrole_arn = {TOOLS_ROLE}\n"
+    for name in ("fail", "sleep", "print", "size")
+))
 
 
 @pytest.fixture
-def cache(tmp_path: Path, aws: StandIn) -> Path:
-    aws.clear_faults()
-    aws.reset_counts()
-    aws.clock_offset_s = 0.0
+def cache(tmp_path: Path) -> Path:
     return tmp_path / "cache"
 
 
@@ -203,10 +191,10 @@ def test_exit_64_bad_command_line(aws: StandIn, cache: Path) -> None:
 
 def test_exit_65_bad_payload_before_any_request(aws: StandIn, cache: Path, tmp_path: Path) -> None:
     one_error_line(call(aws, cache, "dev", "{'single': 'quotes'}"), 65, "not valid JSON")
-    one_error_line(call(aws, cache, "dev", stdin=b""), 65, "not valid JSON")
+    one_error_line(call(aws, cache, "dev", stdin=b""), 65, "payload is empty", "null or {}")
     big = tmp_path / "big.json"
     big.write_bytes(b'"' + b"x" * 1048576 + b'"')
-    one_error_line(call(aws, cache, "--event", "dev", f"@{big}"), 65, "at most 1048576")
+    one_error_line(call(aws, cache, "--event", "dev", f"@{big}"), 65, "over 1048576 bytes")
     one_error_line(call(aws, cache, "--client-context", "[1]", "dev", "{}"), 65, "client-context")
     assert counts(aws) == (0, 0, 0)
 
@@ -287,7 +275,12 @@ def test_exit_74_invoke_answer_lost_is_never_resent(aws: StandIn, cache: Path) -
 def test_verbose_says_what_happens(aws: StandIn, cache: Path) -> None:
     result = call(aws, cache, "-v", "dev", "{}")
     assert result.code == 0
-    assert [line.split(":")[1].strip() for line in result.lines] == ["iot", "sts", "lambda"]
+    assert [line.split(":")[1].strip() for line in result.lines] == ["config", "cache", "cache", "iot", "sts", "lambda"]
+    assert result.lines[0] == f"iotinvoke: config: {aws.config_path}"
+    assert result.lines[1:3] == ["iotinvoke: cache: sts absent", "iotinvoke: cache: iot absent"]
+    warm = call(aws, cache, "-v", "dev", "{}")
+    assert warm.lines[1].startswith("iotinvoke: cache: sts fresh until its refresh point")
+    assert [line.split(":")[1].strip() for line in warm.lines] == ["config", "cache", "lambda"]
 
 
 def test_the_secret_scan_has_secrets_to_look_for(aws: StandIn, cache: Path) -> None:
@@ -455,4 +448,5 @@ def test_closed_stdout_is_one_line_and_exit_74(aws: StandIn, cache: Path) -> Non
     OUTPUTS.append(done.stderr)
     assert done.returncode == 74
     assert done.stderr.decode().splitlines() == [
-        "iotinvoke: cannot write to standard output (broken pipe): the answer is lost"]
+        "iotinvoke: output: cannot write the answer to standard output (Broken pipe): the function ran and its "
+        "answer is lost [stdout-failed]"]

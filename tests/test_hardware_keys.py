@@ -19,10 +19,11 @@ import pytest
 import cli
 import hwkeys
 import iotinvoke
-from cli import Run, run
+from cli import SEED_ANSWER, Run, run
 from standin import StandIn
 
-SEED_ANSWER = b'{"statusCode": 200, "body": "\\"Hello from Lambda cross account test!\\""}'
+# The tests register certificates for the keys in the tokens with the stand-in's world.
+pytestmark = pytest.mark.own_standin()
 FN = "arn:aws:lambda:ap-northeast-1:111111111111:function:ADCCrossAccountTest"
 ROLE = "arn:aws:iam::111111111111:role/iotinvoke-dev"
 CHECK_PROVIDER = """
@@ -92,16 +93,18 @@ def counts(aws: StandIn) -> tuple[int, int, int]:
     return aws.count("iot"), aws.count("sts"), aws.count("lambda")
 
 
-def one_error_line(result: Run, code: int, *phrases: str) -> None:
+def one_error_line(result: Run, code: int, *phrases: str, reason: str = "") -> None:
     assert result.code == code, result.stderr
     assert len(result.lines) == 1, result.stderr
     assert result.lines[0].startswith("iotinvoke: iot: "), result.stderr
+    if reason:
+        assert result.lines[0].endswith(f" [{reason}]"), result.stderr
     for phrase in phrases:
         assert phrase in result.stderr, result.stderr
 
 
 @pytest.fixture(scope="module")
-def softhsm(tmp_path_factory: pytest.TempPathFactory, standin_session: StandIn) -> Device:
+def softhsm(tmp_path_factory: pytest.TempPathFactory, standin: StandIn) -> Device:
     need(hwkeys.missing_for_softhsm())
     folder = tmp_path_factory.mktemp("softhsm")
     token = hwkeys.SoftHsmToken(folder)
@@ -109,13 +112,13 @@ def softhsm(tmp_path_factory: pytest.TempPathFactory, standin_session: StandIn) 
     provider_loads(conf, token.env)
     key = folder / "device.key"
     key.write_bytes(hwkeys.provider_uri_pem(token.uri))  # not a secret: no PIN in it
-    cert = hwkeys.register(standin_session, token.public_key_pem, folder / "device.pem.crt", "softhsm")
+    cert = hwkeys.register(standin, token.public_key_pem, folder / "device.pem.crt", "softhsm")
     pin_file = hwkeys.write_secret(folder / "pin", hwkeys.PIN)
     return Device(folder, cert, key, pin_file, conf, token.env, token.module)
 
 
 @pytest.fixture(scope="module")
-def tpm(tmp_path_factory: pytest.TempPathFactory, standin_session: StandIn) -> Iterator[Device]:
+def tpm(tmp_path_factory: pytest.TempPathFactory, standin: StandIn) -> Iterator[Device]:
     need(hwkeys.missing_for_tpm())
     folder = tmp_path_factory.mktemp("tpm")
     with hwkeys.SoftTpm(folder) as soft_tpm:
@@ -123,7 +126,7 @@ def tpm(tmp_path_factory: pytest.TempPathFactory, standin_session: StandIn) -> I
         provider_loads(conf, soft_tpm.env)
         key = folder / "device.key"
         key.write_bytes(hwkeys.provider_uri_pem(soft_tpm.uri))
-        cert = hwkeys.register(standin_session, soft_tpm.public_key_pem, folder / "device.pem.crt", "tpm")
+        cert = hwkeys.register(standin, soft_tpm.public_key_pem, folder / "device.pem.crt", "tpm")
         pin_file = hwkeys.write_secret(folder / "pin", hwkeys.PIN)
         device = Device(folder, cert, key, pin_file, conf, soft_tpm.env, soft_tpm.module)
         device.soft_tpm = soft_tpm  # type: ignore[attr-defined]
@@ -192,29 +195,32 @@ def _case(softhsm: Device, aws: StandIn, tmp_path: Path, case: str) -> tuple[Pat
 
 
 FAILURES = [
-    # case, exit status, phrases of the error line, phrase of the doctor's cause
-    ("provider not loaded", 78, ["no OpenSSL provider for it is loaded", "OPENSSL_CONF is not set", "openssl_conf"],
+    # case, exit status, reason, phrases of the error line, phrase of the doctor's cause
+    ("provider not loaded", 78, "key-provider-missing",
+     ["no OpenSSL provider for it is loaded", "OPENSSL_CONF is not set", "openssl_conf"],
      "no OpenSSL provider that reads it is loaded"),
-    ("provider not configured", 78, ["no OpenSSL provider for it is loaded", "plain.cnf"],
+    ("provider not configured", 78, "key-provider-missing", ["no OpenSSL provider for it is loaded", "plain.cnf"],
      "no OpenSSL provider that reads it is loaded"),
-    ("module missing", 78, ["PKCS#11 module", "libnothing.so: No such file or directory"], "pkcs11-module-path"),
-    ("token absent", 69, ["no PKCS#11 token matching", "token 'absent' wanted", "'iotinvoke'"], "no token that the key's URI"),
-    ("wrong PIN", 77, ["token 'iotinvoke' refused the PIN", "PIN retries are limited", "token locks"],
+    ("module missing", 78, "pkcs11-module-missing", ["PKCS#11 module", "libnothing.so: No such file or directory"],
+     "pkcs11-module-path"),
+    ("token absent", 69, "pkcs11-token-absent", ["no PKCS#11 token matching", "token 'absent' wanted", "'iotinvoke'"],
+     "no token that the key's URI"),
+    ("wrong PIN", 77, "pkcs11-wrong-pin", ["token 'iotinvoke' refused the PIN", "PIN retries are limited", "token locks"],
      "PIN retries are"),
-    ("no PIN", 78, ["needs a PIN", "set pin_file in [iot]"], "needs a PIN and none is configured"),
-    ("PIN file readable by others", 78, ["has mode 0644", "chmod 600"], "may be read by other users"),
-    ("PIN file missing", 66, ["PIN file", "No such file or directory"], "PIN file named by pin_file"),
-    ("key not the certificate's", 78, ["does not match the certificate"], "not the certificate's key"),
+    ("no PIN", 78, "pkcs11-pin-missing", ["needs a PIN", "set pin_file in [iot]"], "needs a PIN and none is configured"),
+    ("PIN file readable by others", 78, "pin-file-insecure", ["has mode 0644", "chmod 600"], "may be read by other users"),
+    ("PIN file missing", 66, "pin-file-missing", ["PIN file", "No such file or directory"], "PIN file named by pin_file"),
+    ("key not the certificate's", 78, "key-cert-mismatch", ["does not match the certificate"], "not the certificate's key"),
 ]
 
 
-@pytest.mark.parametrize("case, code, phrases, cause", FAILURES, ids=[f[0] for f in FAILURES])
+@pytest.mark.parametrize("case, code, reason, phrases, cause", FAILURES, ids=[f[0] for f in FAILURES])
 def test_softhsm_failure_is_one_line_and_the_doctor_names_it(
-    aws: StandIn, softhsm: Device, tmp_path: Path, case: str, code: int, phrases: list[str], cause: str
+    aws: StandIn, softhsm: Device, tmp_path: Path, case: str, code: int, reason: str, phrases: list[str], cause: str
 ) -> None:
     config, env = _case(softhsm, aws, tmp_path, case)
     result = softhsm.run(config, "dev", "{}", cache=tmp_path / "cache", env=env)
-    one_error_line(result, code, *phrases)
+    one_error_line(result, code, *phrases, reason=reason)
     assert "cannot load the device certificate" not in result.stderr
     assert counts(aws) == (0, 0, 0), "nothing is sent when the key cannot be used"
     doctor = softhsm.run(config, "--doctor", "dev", cache=tmp_path / "cache", env=env)
@@ -230,7 +236,7 @@ def test_a_pem_key_that_is_not_the_certificates_is_named_so(aws: StandIn, tmp_pa
     config.write_text(aws.config_path.read_text().replace("cert = certs/device.pem.crt", f"cert = {cert}")
                       .replace("key = certs/device.pem.key", f"key = {other_key}").replace("= ca.pem", f"= {aws.ca_path}"))
     result = run("dev", "{}", config=config, cache=tmp_path / "cache")
-    one_error_line(result, 78, "does not match the certificate")
+    one_error_line(result, 78, "does not match the certificate", reason="key-cert-mismatch")
 
 
 def test_openssl_conf_missing_is_a_config_error(aws: StandIn, softhsm: Device, tmp_path: Path) -> None:
@@ -239,6 +245,7 @@ def test_openssl_conf_missing_is_a_config_error(aws: StandIn, softhsm: Device, t
     assert "[iot] openssl_conf: OpenSSL configuration" in result.stderr and "none.cnf: missing" in result.stderr
 
 
+@pytest.mark.in_process
 def test_openssl_conf_cannot_take_effect_once_openssl_is_initialised(
     aws: StandIn, softhsm: Device, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -248,7 +255,7 @@ def test_openssl_conf_cannot_take_effect_once_openssl_is_initialised(
     monkeypatch.delenv("OPENSSL_CONF", raising=False)
     with pytest.raises(iotinvoke.ConfigError) as raised:
         iotinvoke.load_config(str(softhsm.config(aws, "library.ini")))
-    assert raised.value.exit_code == 78
+    assert raised.value.exit_code == 78 and raised.value.reason == "openssl-conf-too-late"
     assert "already initialised" in str(raised.value) and "OPENSSL_CONF=" + str(softhsm.conf) in str(raised.value)
     assert "OPENSSL_CONF" not in os.environ
     # Set beforehand, as the message says, the same key is accepted.
@@ -275,7 +282,7 @@ def test_tpm_wrong_pin_is_one_line_and_counts_toward_the_lockout(aws: StandIn, t
     config = tpm.config(aws, "wrong.ini", pin_file=hwkeys.write_secret(tmp_path / "wrong", "0000"))
     result = tpm.run(config, "dev", "{}", cache=tmp_path / "cache")
     # tpm2-pkcs11 prints its own "ERROR: ..." lines on stderr: silenced, one line remains.
-    one_error_line(result, 77, "token 'iotinvoke-tpm' refused the PIN", "PIN retries are limited")
+    one_error_line(result, 77, "token 'iotinvoke-tpm' refused the PIN", "PIN retries are limited", reason="pkcs11-wrong-pin")
     assert soft_tpm.lockout_counter() > before, "the TPM counted the wrong PIN"
     good = tpm.run(tpm.config(aws), "dev", "{}", cache=tmp_path / "cache")
     assert good.code == 0, good.stderr
@@ -283,7 +290,7 @@ def test_tpm_wrong_pin_is_one_line_and_counts_toward_the_lockout(aws: StandIn, t
 
 def test_tpm_unreachable_is_token_absent(aws: StandIn, tpm: Device, tmp_path: Path) -> None:
     result = tpm.run(tpm.config(aws), "dev", "{}", cache=tmp_path, env={"TPM2_PKCS11_TCTI": "swtpm:host=127.0.0.1,port=1"})
-    one_error_line(result, 69, "no PKCS#11 token matching", "token 'iotinvoke-tpm' wanted")
+    one_error_line(result, 69, "no PKCS#11 token matching", "token 'iotinvoke-tpm' wanted", reason="pkcs11-token-absent")
     doctor = tpm.run(tpm.config(aws), "--doctor", "dev", cache=tmp_path,
                      env={"TPM2_PKCS11_TCTI": "swtpm:host=127.0.0.1,port=1"})
     assert doctor.code == 69 and "TPM2_PKCS11_TCTI" in doctor.stdout.decode()
@@ -292,6 +299,7 @@ def test_tpm_unreachable_is_token_absent(aws: StandIn, tpm: Device, tmp_path: Pa
 # --- the key file and PIN file, without a token -----------------------------------------------------------
 
 
+@pytest.mark.in_process
 @pytest.mark.parametrize("length", [10, 200, 70000])
 def test_the_uri_is_read_from_a_provider_key_file_of_any_length(tmp_path: Path, length: int) -> None:
     uri = "pkcs11:token=t%20x;object=" + "k" * length + ";type=private?pin-value=1%3B2"
@@ -304,6 +312,7 @@ def test_the_uri_is_read_from_a_provider_key_file_of_any_length(tmp_path: Path, 
         assert path["token"] == "t x" and path["type"] == "private" and query == {"pin-value": "1;2"}
 
 
+@pytest.mark.in_process
 def test_a_pem_key_is_not_a_provider_key(aws: StandIn) -> None:
     assert iotinvoke._provider_key_uri(str(aws.certs["device"][1])) is None
 
@@ -316,7 +325,7 @@ def test_a_pin_file_of_another_user_is_refused(aws: StandIn, tmp_path: Path) -> 
     config.write_text(aws.config_path.read_text().replace("[iot]", f"[iot]\npin_file = {pin}")
                       .replace("= certs/", f"= {aws.workdir}/certs/").replace("= ca.pem", f"= {aws.ca_path}"))
     result = run("dev", "{}", config=config, cache=tmp_path / "cache")
-    one_error_line(result, 78, f"PIN file {pin} belongs to uid 1, not to this user (uid 0)")
+    one_error_line(result, 78, f"PIN file {pin} belongs to uid 1, not to this user (uid 0)", reason="pin-file-insecure")
 
 
 def test_with_pin_value_a_wrong_pin_and_a_foreign_certificate_are_named_together(

@@ -9,8 +9,11 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+import pytest
 
 import iotinvoke as ii
+
+pytestmark = pytest.mark.in_process  # never starts the CLI: not run again with the CLI on Python 3.9
 
 NOW = 1_700_000_000.0
 PROTOCOL_OR_OK = {ii.EX_PROTOCOL}
@@ -90,9 +93,9 @@ def test_error_mapping_total(status: int, body: bytes, head: dict[str, str]) -> 
     config = ii.Config("x.ini")
     env = ii.Environment(name="dev", function="f", role_arn="arn:aws:iam::111111111111:role/r")
     for error in (
-        ii._iot_error(response(status, body, head), config),
-        ii._sts_error(response(status, body, head), env),
-        ii._lambda_error(response(status, body, head), env),
+        ii._aws_error(response(status, body, head), "iot", None, config),
+        ii._aws_error(response(status, body, head), "sts", env, config),
+        ii._aws_error(response(status, body, head), "lambda", env, config),
     ):
         assert isinstance(error, ii.IotInvokeError)
         assert error.exit_code in ii.EXIT_CODES and error.exit_code not in (ii.EX_OK, ii.EX_FUNCTION_ERROR)

@@ -53,14 +53,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import urllib3
+
+# moto and boto3 are in tests/requirements.txt only (these tests run once, with current releases): a
+# run in another environment deselects this module, and must still be able to import the rest.
+pytest.importorskip("moto", reason="moto is installed with current releases only (tests/requirements.txt)")
+import boto3
 from moto.iam.access_control import IAMRequestBase
 from moto.server import ThreadedMotoServer
 
 import iotinvoke
 from motohelp import client_in_account
+
+pytestmark = pytest.mark.tooling  # not iotinvoke's own tests: run once, with current releases
 
 ROOT = Path(__file__).resolve().parent.parent
 PROVISION = ROOT / "scripts" / "provision"
@@ -71,6 +77,10 @@ DEVICE_ROLE = f"arn:aws:iam::{IOT_ACCOUNT}:role/iotinvoke-device"
 FN = f"arn:aws:lambda:{REGION}:{LAMBDA_ACCOUNT}:function:"
 DEV_FN, STG_FN, PRD_FN = FN + "ADCCrossAccountTest", FN + "ADCCrossAccountTest-stg", FN + "ADCCrossAccountTest-prd"
 ALIAS_ARN = f"arn:aws:iot:{REGION}:{IOT_ACCOUNT}:rolealias/iotinvoke"
+# Only the credentials provider, and only for this account's role alias (the confused-deputy conditions).
+DEVICE_TRUST = {"Version": "2012-10-17", "Statement": [{
+    "Effect": "Allow", "Principal": {"Service": "credentials.iot.amazonaws.com"}, "Action": "sts:AssumeRole",
+    "Condition": {"StringEquals": {"aws:SourceAccount": IOT_ACCOUNT}, "ArnEquals": {"aws:SourceArn": ALIAS_ARN}}}]}
 ENVIRONMENTS = ["--env", f"dev={DEV_FN}", "--env", f"stg={STG_FN}", "--direct", f"prd={PRD_FN}",
                 "--external-id", "dev=4c1d2f0e"]
 READ_ONLY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Resource": "*", "Action": [
@@ -285,8 +295,7 @@ def test_provision_creates_least_privilege_then_changes_nothing(world: World) ->
     # IoT account: the device role, trusted by the credentials provider only.
     arn, trust, max_session = roles["iot", "iotinvoke-device"]
     assert arn == DEVICE_ROLE
-    assert trust == {"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Principal": {"Service": "credentials.iot.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+    assert trust == DEVICE_TRUST
     assert max_session == 3600
     assert [key for key in roles if key[0] == "iot"] == [("iot", "iotinvoke-device")]
     assert policies["iot", "iotinvoke-device", "iotinvoke"] == {"Version": "2012-10-17", "Statement": [
@@ -404,8 +413,7 @@ def test_dry_run_changes_nothing_and_shows_everything(world: World) -> None:
     assert not (world.folder / "iotinvoke.ini").exists()
     out = result.stdout
     for document in (
-        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "credentials.iot.amazonaws.com"},
-                                                 "Action": "sts:AssumeRole"}]},
+        DEVICE_TRUST,
         {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": DEVICE_ROLE},
                                                  "Action": "sts:AssumeRole",
                                                  "Condition": {"StringEquals": {"sts:ExternalId": "4c1d2f0e"}}}]},
@@ -509,3 +517,73 @@ def test_no_endpoint_leaves_a_placeholder_iotinvoke_refuses(world: World) -> Non
         world.folder / "iotinvoke.ini").read_text().splitlines()
     with pytest.raises(iotinvoke.ConfigError, match="endpoint"):
         iotinvoke.load_config(str(world.folder / "iotinvoke.ini"), environ={})
+
+
+def test_trust_policy_without_the_conditions_is_updated(world: World) -> None:
+    # A device role made before the confused-deputy conditions: its trust policy gets them, in place.
+    iam = world.client("iot-admin", "iam")
+    bare = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "credentials.iot.amazonaws.com"},
+                                                    "Action": "sts:AssumeRole"}]}
+    iam.create_role(RoleName="iotinvoke-device", AssumeRolePolicyDocument=json.dumps(bare))
+    dry = world.provision("--iot-profile", "iot-reader", "--lambda-profile", "lambda-reader", *ENVIRONMENTS, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "would update trust policy of iam role iotinvoke-device (the IoT role):\n" + json.dumps(DEVICE_TRUST, indent=2) in dry.stdout
+    assert iam.get_role(RoleName="iotinvoke-device")["Role"]["AssumeRolePolicyDocument"] == bare
+    result = world.provision(*admin())
+    assert result.returncode == 0, result.stderr
+    assert "updated trust policy of iam role iotinvoke-device (the IoT role)" in result.stdout.splitlines()
+    assert iam.get_role(RoleName="iotinvoke-device")["Role"]["AssumeRolePolicyDocument"] == DEVICE_TRUST
+
+
+def _bare_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """No AWS credentials anywhere: empty config and credentials files, no instance metadata, and an
+    endpoint nothing listens on (nothing may reach AWS)."""
+    (tmp_path / "empty").write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "IOTINVOKE_"))}
+    env.update(HOME=str(tmp_path), AWS_CONFIG_FILE=str(tmp_path / "empty"), AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "empty"),
+               AWS_EC2_METADATA_DISABLED="true", AWS_ENDPOINT_URL=f"http://127.0.0.1:{_free_port()}", **extra)
+    return env
+
+
+def _run(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(PROVISION), "--region", REGION, "--env", f"dev={DEV_FN}", *args],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("args, env, tried", [
+    ((), {}, "IoT account: no usable credentials from boto3's default credentials (no --iot-profile, no AWS_PROFILE): "
+             "Unable to locate credentials"),
+    ((), {"AWS_PROFILE": "fleet"}, "IoT account: no usable credentials from profile fleet (AWS_PROFILE; no --iot-profile "
+                                   "given): The config profile (fleet) could not be found"),
+    (("--iot-profile", "iot"), {}, "IoT account: no usable credentials from profile iot (--iot-profile): "
+                                   "The config profile (iot) could not be found"),
+])
+def test_no_credentials_is_one_line_naming_the_profile_exit_78(tmp_path: Path, args: tuple[str, ...],
+                                                                env: dict[str, str], tried: str) -> None:
+    result = _run(tmp_path, _bare_env(tmp_path, **env), *args, "--dry-run")
+    assert (result.returncode, result.stdout, result.stderr) == (78, "", f"provision: {tried}\n")
+
+
+def test_lambda_profile_is_named_too(tmp_path: Path) -> None:
+    env = _bare_env(tmp_path)
+    (tmp_path / "credentials").write_text("[iot]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\naws_secret_access_key = x\n")
+    env["AWS_SHARED_CREDENTIALS_FILE"] = str(tmp_path / "credentials")
+    result = _run(tmp_path, env, "--iot-profile", "iot", "--lambda-profile", "lambda", "--dry-run")
+    assert result.returncode == 78, result.stderr
+    assert result.stderr.startswith("provision: Lambda account: no usable credentials from profile lambda (--lambda-profile): ")
+    assert result.stderr.count("\n") == 1
+
+
+def test_without_boto3_says_how_to_install_it_exit_69(tmp_path: Path) -> None:
+    # An interpreter that cannot import boto3 (botocore alone, as Debian's python3-botocore gives).
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "boto3.py").write_text("raise ModuleNotFoundError(\"No module named 'boto3'\", name='boto3')\n")
+    env = _bare_env(tmp_path, PYTHONPATH=str(hide))
+    result = _run(tmp_path, env, "--dry-run")
+    assert (result.returncode, result.stdout) == (69, ""), result.stderr
+    assert result.stderr == (f"provision: needs boto3, which {sys.executable} cannot import (No module named 'boto3'): "
+                             "pip install boto3, or on Debian apt install python3-boto3\n")
+    # --help needs no boto3.
+    assert subprocess.run([sys.executable, str(PROVISION), "--help"], env=env, capture_output=True, text=True,
+                          timeout=60).returncode == 0

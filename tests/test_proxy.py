@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 import iotinvoke
-from cli import run
+from cli import SEED_ANSWER, run
 from standin import StandIn
 
-SEED_ANSWER = b'{"statusCode": 200, "body": "\\"Hello from Lambda cross account test!\\""}'
+pytestmark = pytest.mark.own_standin()  # a stand-in no other module touches
 
 
 class ConnectProxy:
@@ -81,12 +81,6 @@ class ConnectProxy:
         self._server.close()
 
 
-@pytest.fixture(scope="module")
-def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandIn]:
-    with StandIn(tmp_path_factory.mktemp("standin")) as stand_in:
-        yield stand_in
-
-
 @pytest.fixture
 def proxy() -> Iterator[ConnectProxy]:
     server = ConnectProxy()
@@ -122,7 +116,9 @@ def test_proxy_credentials_are_sent_and_never_shown(aws: StandIn, tmp_path: Path
         assert len(server.tunnels) == 3 and server.refused == []
         wrong = f"http://edge:wrong@127.0.0.1:{server.port}"
         refused = run("dev", "{}", config=aws.config_path, cache=tmp_path / "b", env={"HTTPS_PROXY": wrong})
-        assert refused.code == 75 and "iot: cannot connect to" in refused.stderr and "wrong" not in refused.stderr
+        # Wrong proxy credentials are the caller's configuration, not a passing failure: 78, one request.
+        assert refused.code == 78 and refused.stderr.endswith("[proxy-auth]\n") and "wrong" not in refused.stderr
+        assert len(server.refused) == 1
     finally:
         server.close()
 
@@ -140,4 +136,11 @@ def test_proxy_credentials_are_sent_and_never_shown(aws: StandIn, tmp_path: Path
 )
 def test_proxy_selection(no_proxy: str, host: str, expected: str | None) -> None:
     env = {"HTTPS_PROXY": "http://p:3128", "NO_PROXY": no_proxy}
-    assert iotinvoke._proxy_for(f"https://{host}/x", env) == expected
+    assert iotinvoke._proxy_for(f"https://{host}/x", env) == (None if expected is None else (expected, None))
+
+
+@pytest.mark.parametrize("value", ["http://p:port", "ftp://p:3128", "http://", "http://user:secret@p:3128/path"])
+def test_malformed_proxy_is_a_configuration_error(value: str) -> None:
+    with pytest.raises(iotinvoke.ConfigError) as info:
+        iotinvoke._proxy_for("https://sts.eu-west-1.amazonaws.com/", {"HTTPS_PROXY": value})
+    assert info.value.reason == "proxy-invalid" and "secret" not in str(info.value)

@@ -17,6 +17,8 @@ from cryptography import x509
 from standin import StandIn
 from standin.testclient import TestClient
 
+pytestmark = pytest.mark.tooling  # not iotinvoke's own tests: run once, with current releases
+
 REPO = Path(__file__).resolve().parent.parent
 
 

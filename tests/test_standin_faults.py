@@ -11,6 +11,8 @@ import pytest
 from standin import StandIn
 from standin.testclient import Creds, Reply, TestClient
 
+pytestmark = pytest.mark.tooling  # not iotinvoke's own tests: run once, with current releases
+
 ADC = "arn:aws:lambda:ap-northeast-1:111111111111:function:ADCCrossAccountTest"
 DEV = "arn:aws:iam::111111111111:role/iotinvoke-dev"
 CUT = (ConnectionError, ssl.SSLError, http.client.HTTPException)   # what a dropped connection looks like

@@ -5,6 +5,8 @@ import pytest
 
 from standin.iam import Principal, evaluate, is_allowed, principal_matches
 
+pytestmark = pytest.mark.tooling  # not iotinvoke's own tests: run once, with current releases
+
 IOT, LAMBDA = "000000000000", "111111111111"
 SESSION = Principal(
     arn=f"arn:aws:sts::{IOT}:assumed-role/iotinvoke-device/abc123",

@@ -13,6 +13,8 @@ from cryptography.hazmat.primitives import serialization
 from standin import StandIn
 from standin.testclient import TestClient
 
+pytestmark = pytest.mark.tooling  # not iotinvoke's own tests: run once, with current releases
+
 ALIAS_PATH = "/role-aliases/iotinvoke-alias/credentials"
 
 

@@ -13,6 +13,8 @@ from standin import StandIn
 from standin.testclient import Creds, Reply, TestClient
 from standin.world import Function
 
+pytestmark = pytest.mark.tooling  # not iotinvoke's own tests: run once, with current releases
+
 FN = "arn:aws:lambda:ap-northeast-1:111111111111:function"
 ADC = f"{FN}:ADCCrossAccountTest"
 DIRECT = f"{FN}:iotinvoke-direct-echo"

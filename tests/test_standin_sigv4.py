@@ -435,7 +435,8 @@ def test_http_date_header_is_accepted_when_signed() -> None:
 
 
 def test_expired_wording_matches_aws() -> None:
-    # Times of the Lambda report quoted in aws-wire.md section 4.
+    # Times of a Lambda InvalidSignatureException reported publicly (serverless/serverless#27,
+    # aws/aws-cli#4600): "Signature expired: 20150806T131223Z is now earlier than ...".
     when = datetime(2015, 8, 6, 13, 12, 23, tzinfo=timezone.utc)
     err = refusal(signed(when=when), now=datetime(2015, 8, 6, 13, 20, 34, tzinfo=timezone.utc), window_s=300)
     assert (err.kind, err.message) == (
@@ -532,6 +533,8 @@ def test_naive_now_is_refused() -> None:
 import botocore.auth as botocore_auth  # noqa: E402  (botocore is a runtime dependency: never skipped)
 from botocore.awsrequest import AWSRequest  # noqa: E402
 from botocore.credentials import Credentials  # noqa: E402
+
+pytestmark = pytest.mark.tooling  # not iotinvoke's own tests: run once, with current releases
 
 BOTO_KEY, BOTO_SECRET, BOTO_TOKEN = "ASIAEXAMPLEKEY000001", "botoSecret/with+chars", "FwoGZXIvYXdzEXAMPLE//token+=="
 

@@ -11,6 +11,8 @@ import pytest
 from standin import StandIn
 from standin.testclient import Creds, Reply, TestClient
 
+pytestmark = pytest.mark.tooling  # not iotinvoke's own tests: run once, with current releases
+
 DEV = "arn:aws:iam::111111111111:role/iotinvoke-dev"
 STG = "arn:aws:iam::111111111111:role/iotinvoke-stg"
 PRD = "arn:aws:iam::222222222222:role/iotinvoke-prd"

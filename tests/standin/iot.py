@@ -2,7 +2,8 @@
 
 The TLS layer (CERT_REQUIRED against the test CA, SNI) rejects certificates that AWS would
 refuse in the handshake: none, another CA, expired. What gets through is checked here in
-this order (each step's answer is what AWS's own helper library observed, aws-wire.md §1):
+this order (each step's answer is what AWS's own helper library observed against AWS, listed in
+awslabs/aws-iot-core-credential-provider-session-helper, docs/dev_notes.md):
 
 1. the certificate's registry entry: unregistered, INACTIVE or REVOKED
    -> 403 AccessDeniedException "Certificate is invalid on this endpoint"  (choice: see below)
