@@ -60,19 +60,29 @@ EX_PROTOCOL = 76  # a response that could not be understood
 EX_NOPERM = 77  # permission denied at some hop
 EX_CONFIG = 78  # configuration file missing or invalid
 
-EXIT_CODES = {
-    EX_OK: "invoked; the function reported no error",
-    EX_FUNCTION_ERROR: "the function reported an error; its payload is on stdout",
-    EX_USAGE: "bad command line or unknown environment",
-    EX_DATAERR: "payload is not valid JSON or is over Lambda's size limit",
-    EX_NOINPUT: "certificate, key, CA or payload file missing or unreadable",
-    EX_UNAVAILABLE: "permanent refusal (not found, invalid parameter)",
+EXIT_CODES = {  # README's exit-status table is generated from this (tests/test_exit_status.py)
+    EX_OK: "invoked; the function reported no error (`--event`: accepted; `--dry-run`: allowed)",
+    EX_FUNCTION_ERROR: "the function ran and reported an error (`X-Amz-Function-Error`); its payload is on stdout",
+    EX_USAGE: "bad command line or unknown environment; standard output closed before a synchronous invoke "
+    "(nothing sent)",
+    EX_DATAERR: "payload empty, not JSON in UTF-8 (RFC 8259), or over Lambda's size limit; or Lambda refused it",
+    EX_NOINPUT: "certificate, key, CA, PIN or payload file missing or unreadable; standard input closed",
+    EX_UNAVAILABLE: "permanent refusal that retrying won't fix: role alias or function not found, invalid parameter, "
+    "a set-up failure of the function only its owner can fix (KMS, VPC, runtime), an untrusted or misnamed "
+    "server certificate; no token that the device key's PKCS#11 URI names is present",
     EX_SOFTWARE: "internal error",
-    EX_IOERR: "invoke sent but the answer was lost: the function may have run",
-    EX_TEMPFAIL: "transient failure, safe to retry later",
-    EX_PROTOCOL: "a response that could not be understood",
-    EX_NOPERM: "permission denied at some hop",
-    EX_CONFIG: "configuration missing or invalid",
+    EX_IOERR: "the invoke was sent and the function may have run, but its answer was lost, cut short, or Lambda "
+    "failed after accepting it; never re-sent (unless the environment is `idempotent`); also standard output "
+    "failing after the function ran",
+    EX_TEMPFAIL: "transient, and nothing ran: network before sending, throttling, function not ready, AWS server "
+    "errors of hops 1-2, a wrong clock at boot; safe to retry later (the line may say how long to wait)",
+    EX_PROTOCOL: "an answer that could not be understood (garbled, compressed, oversized); on hop 3 the function "
+    "may have run",
+    EX_NOPERM: "permission denied at some hop (certificate refused, AccessDenied, expired or invalid token, "
+    "clock refused by AWS); the device key's token refused the PIN or has it locked",
+    EX_CONFIG: "configuration file missing or invalid; HTTPS_PROXY malformed or its credentials refused; the device "
+    "key is not the certificate's, or its OpenSSL provider, PKCS#11 module or PIN is missing (or the PIN file unsafe)",
+    130: "interrupted (SIGINT)",
 }
 
 # --- Limits and defaults ---------------------------------------------------------------------------
@@ -2444,7 +2454,7 @@ options:
   --no-cache              neither read nor write cached credentials
   --stream                read one JSON payload per line from standard input and write one
                           JSON line per result: {"exit", "status", "function_error",
-                          "payload", "error"}; connections and credentials are reused
+                          "payload", "error", "reason"}; connections and credentials are reused
   --doctor                check each hop for ENV afresh (the invoke as DryRun) and explain
                           what is wrong and how to fix it
   --credential-process    print ENV's credentials in the AWS credential_process format
@@ -2453,9 +2463,14 @@ options:
   --version               print the version
   -h, --help              show this help
 
+environment: IOTINVOKE_CONFIG, IOTINVOKE_CACHE_DIR, AWS_ENDPOINT_URL[_STS|_LAMBDA],
+AWS_CA_BUNDLE, HTTPS_PROXY, NO_PROXY.
+
 exit status: 0 ok, 1 function error (payload on stdout), 64 usage, 65 bad payload,
-66 file missing, 69 refused, 70 internal, 74 invoke answer lost (may have run),
-75 transient (retry later), 76 bad answer, 77 permission denied, 78 bad configuration.
+66 file missing, 69 refused (retrying won't help), 70 internal, 74 invoke sent and its
+answer lost (the function may have run: never re-sent), 75 transient (nothing ran: retry
+later), 76 bad answer, 77 permission denied, 78 bad configuration, 130 interrupted.
+An error line ends with [REASON] or [REASON; retry after N s].
 """
 
 _FLAGS = {
