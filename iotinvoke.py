@@ -1163,9 +1163,7 @@ def _ssl_context(ca: str | None, client_cert: tuple[str, str] | None, ip_host: s
 
 _PROVIDER_KEY_HEADER = b"-----BEGIN PKCS#11 PROVIDER URI-----"  # pkcs11-provider's key file form
 _BUILTIN_PROVIDERS = frozenset({"default", "base", "fips", "legacy", "null"})
-# CK_TOKEN_INFO flags (PKCS#11 v2.40, section 3.2, pkcs11t.h)
-_CKF_USER_PIN_COUNT_LOW = 0x00010000
-_CKF_USER_PIN_FINAL_TRY = 0x00020000
+# CK_TOKEN_INFO's flag and C_Initialize's return value (PKCS#11 v2.40, pkcs11t.h)
 _CKF_USER_PIN_LOCKED = 0x00040000
 _CKR_CRYPTOKI_ALREADY_INITIALIZED = 0x191
 # Key files and the PIN file load_config found for them; _Transport keys its TLS set-ups by
