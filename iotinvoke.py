@@ -66,10 +66,10 @@ EXIT_CODES = {  # README's exit-status table is generated from this (tests/test_
     EX_USAGE: "bad command line or unknown environment; standard output closed before a synchronous invoke "
     "(nothing sent)",
     EX_DATAERR: "payload empty, not JSON in UTF-8 (RFC 8259), or over Lambda's size limit; or Lambda refused it",
-    EX_NOINPUT: "certificate, key, CA or payload file missing or unreadable; standard input closed",
+    EX_NOINPUT: "certificate, key, CA, PIN or payload file missing or unreadable; standard input closed",
     EX_UNAVAILABLE: "permanent refusal that retrying won't fix: role alias or function not found, invalid parameter, "
     "a set-up failure of the function only its owner can fix (KMS, VPC, runtime), an untrusted or misnamed "
-    "server certificate",
+    "server certificate; no token that the device key's PKCS#11 URI names is present",
     EX_SOFTWARE: "internal error",
     EX_IOERR: "the invoke was sent and the function may have run, but its answer was lost, cut short, or Lambda "
     "failed after accepting it; never re-sent (unless the environment is `idempotent`); also standard output "
@@ -79,8 +79,9 @@ EXIT_CODES = {  # README's exit-status table is generated from this (tests/test_
     EX_PROTOCOL: "an answer that could not be understood (garbled, compressed, oversized); on hop 3 the function "
     "may have run",
     EX_NOPERM: "permission denied at some hop (certificate refused, AccessDenied, expired or invalid token, "
-    "clock refused by AWS)",
-    EX_CONFIG: "configuration file missing or invalid; HTTPS_PROXY malformed or its credentials refused",
+    "clock refused by AWS); the device key's token refused the PIN or has it locked",
+    EX_CONFIG: "configuration file missing or invalid; HTTPS_PROXY malformed or its credentials refused; the device "
+    "key is not the certificate's, or its OpenSSL provider, PKCS#11 module or PIN is missing (or the PIN file unsafe)",
     130: "interrupted (SIGINT)",
 }
 
@@ -88,6 +89,8 @@ EXIT_CODES = {  # README's exit-status table is generated from this (tests/test_
 
 CONFIG_SEARCH_PATH = ("iotinvoke.ini", "/etc/iotinvoke/iotinvoke.ini")
 CONNECT_TIMEOUT_S = 5.0
+MIN_TIMEOUT_S = 0.001
+MAX_TIMEOUT_S = 3600.0
 CREDENTIALS_READ_TIMEOUT_S = 10.0  # hops 1 and 2 answer in milliseconds when healthy
 INVOKE_READ_TIMEOUT_S = 905.0  # a synchronous invoke may run Lambda's maximum of 900 s
 ASYNC_READ_TIMEOUT_S = 30.0  # Event and DryRun return before the function runs
@@ -351,7 +354,7 @@ def _decide(hop: str, status: int, code: str | None) -> tuple[int, str, bool]:
 
 # --- Configuration ---------------------------------------------------------------------------------
 
-_IOT_KEYS = frozenset({"endpoint", "role_alias", "cert", "key", "ca", "thing_name"})
+_IOT_KEYS = frozenset({"endpoint", "role_alias", "cert", "key", "ca", "thing_name", "openssl_conf", "pin_file"})
 _ENV_KEYS = frozenset({"function", "role_arn", "external_id", "region", "qualifier", "duration_seconds", "idempotent"})
 # Per-environment endpoint settings: in [DEFAULT] or an environment section.
 _ENDPOINT_KEYS = frozenset({"sts_endpoint", "lambda_endpoint", "ca_bundle"})
@@ -413,6 +416,8 @@ class Config:
         self.key = ""
         self.ca: str | None = None
         self.thing_name: str | None = None
+        self.openssl_conf: str | None = None  # OpenSSL configuration that loads the key's provider
+        self.pin_file: str | None = None  # the token's PIN (or an encrypted key's passphrase)
         self.cache_dir: str | None = None
         self.connect_timeout = CONNECT_TIMEOUT_S
         self.credentials_timeout = CREDENTIALS_READ_TIMEOUT_S  # read timeout of hops 1 and 2
@@ -473,10 +478,12 @@ def load_config(path: str | None = None, environ: Mapping[str, str] = os.environ
     iot = parser["iot"]
     _check_keys(iot, _IOT_KEYS | _GLOBAL_KEYS, defaults, path, "iot")
     config.iot_endpoint = _endpoint_url(_required(iot, "endpoint", path), path, "iot", "endpoint")
-    if ".iot." in config.iot_endpoint and ".credentials.iot." not in config.iot_endpoint:
+    iot_host = _host_port(config.iot_endpoint)[0].lower()
+    if iot_host.endswith((".amazonaws.com", ".amazonaws.com.cn")) and ".credentials.iot." not in iot_host:
+        what = "the IoT data endpoint" if ".iot." in iot_host else "the endpoint of another AWS service"
         raise ConfigError(
-            "this looks like the IoT data endpoint; use the credentials endpoint "
-            "(aws iot describe-endpoint --endpoint-type iot:CredentialProvider)",
+            "this is %s; use the credentials endpoint "
+            "(aws iot describe-endpoint --endpoint-type iot:CredentialProvider)" % what,
             path,
             "iot",
             "endpoint",
@@ -487,6 +494,12 @@ def load_config(path: str | None = None, environ: Mapping[str, str] = os.environ
     config.cert = relative(_required(iot, "cert", path))
     config.key = relative(_required(iot, "key", path))
     config.ca = relative(iot["ca"]) if iot.get("ca") else None
+    if iot.get("openssl_conf"):
+        config.openssl_conf = _apply_openssl_conf(relative(iot["openssl_conf"]), path)
+    if iot.get("pin_file"):
+        config.pin_file = _PIN_FILES[config.key] = relative(iot["pin_file"])
+    else:
+        _PIN_FILES.pop(config.key, None)
     thing = iot.get("thing_name")
     if thing is not None:
         config.thing_name = _matching(thing, _THING_NAME_RE, "1-128 characters of [A-Za-z0-9:_-]", path, "iot", "thing_name")
@@ -588,29 +601,33 @@ def _matching(value: str, pattern: Any, expected: str, path: str, section: str, 
     return value
 
 
+def _bounded(text: str, parse: Callable[[str], float], low: float, high: float) -> float | None:
+    """text as a number from low to high (NaN and infinities never are), else None."""
+    try:
+        value = parse(text)
+    except ValueError:
+        return None
+    return value if low <= value <= high else None
+
+
 def _integer(section: Any, key: str, default: int, low: int, high: int, path: str, name: str) -> int:
     text = section.get(key)
     if not text:
         return default
-    try:
-        value = int(text)
-    except ValueError:
-        value = low - 1
-    if not low <= value <= high:
-        raise ConfigError("expected a whole number from %d to %d, got %r" % (low, high, text), path, name, key)
-    return value
+    value = _bounded(text, int, low, high)
+    if value is None:
+        raise ConfigError("expected a whole number from %d to %d, got %r" % (low, high, text[:40]), path, name, key)
+    return int(value)
 
 
 def _seconds(section: Any, key: str, default: float, path: str, name: str) -> float:
     text = section.get(key)
     if not text:
         return default
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value <= 3600:
-        raise ConfigError("expected seconds, more than 0 and at most 3600, got %r" % text, path, name, key)
+    value = _bounded(text, float, MIN_TIMEOUT_S, MAX_TIMEOUT_S)
+    if value is None:
+        raise ConfigError("expected seconds from %g to %g, got %r" % (MIN_TIMEOUT_S, MAX_TIMEOUT_S, text[:40]),
+                          path, name, key)
     return value
 
 
@@ -1268,15 +1285,359 @@ def _ssl_context(
                 reason = "missing" if not os.path.exists(path) else "not readable by this user"
                 raise IotInvokeError("device %s %s: %s" % (what, path, reason), EX_NOINPUT, "iot",
                                      reason="device-file-unreadable")
-        try:
-            # An encrypted key would make OpenSSL prompt on the terminal; a C caller has none.
-            context.load_cert_chain(cert, key, password=lambda: b"")
-        except (OSError, ssl.SSLError) as e:
-            raise IotInvokeError(
-                "cannot load the device certificate %s with key %s: %s" % (cert, key, _os_reason(e)), EX_NOINPUT, "iot",
-                reason="device-key-unusable",
-            ) from None
+        _load_device_key(context, cert, key)
     return context
+
+
+# --- Device keys in hardware (OpenSSL providers: PKCS#11 tokens, TPM 2.0 via tpm2-pkcs11) ------------
+#
+# load_cert_chain ends in SSL_CTX_use_PrivateKey_file, which OpenSSL 3 decodes through its loaded
+# providers: with pkcs11-provider loaded, [iot] key may name a "PKCS#11 provider URI" PEM file and
+# the key never leaves the token. OpenSSL's own errors for it are vague (a wrong PIN and an absent
+# token both end as "PEM lib" or a stray errno), so on failure the module is asked directly which
+# it is, without logging in: a login with a wrong PIN would use up one more of the token's tries.
+
+_PROVIDER_KEY_HEADER = b"-----BEGIN PKCS#11 PROVIDER URI-----"  # pkcs11-provider's key file form
+_BUILTIN_PROVIDERS = frozenset({"default", "base", "fips", "legacy", "null"})
+# CK_TOKEN_INFO's flag and C_Initialize's return value (PKCS#11 v2.40, pkcs11t.h)
+_CKF_USER_PIN_LOCKED = 0x00040000
+_CKR_CRYPTOKI_ALREADY_INITIALIZED = 0x191
+# Key files and the PIN file load_config found for them; _Transport keys its TLS set-ups by
+# (ca, cert), so the PIN file travels here rather than through it.
+_PIN_FILES: dict[str, str] = {}
+
+# Why the device key cannot be used: reason -> (exit status, cause, fix), for the error and --doctor.
+_KEY_REASONS: dict[str, tuple[int, str, str]] = {
+    "key-provider-missing": (
+        EX_CONFIG,
+        "the key file holds a PKCS#11 URI, but no OpenSSL provider that reads it is loaded",
+        "set openssl_conf in [iot] (or OPENSSL_CONF) to an OpenSSL configuration that activates pkcs11-provider "
+        "(Debian 12: apt-get install -t bookworm-backports pkcs11-provider)",
+    ),
+    "pkcs11-module-missing": (
+        EX_CONFIG,
+        "the PKCS#11 module named by pkcs11-module-path (or PKCS11_PROVIDER_MODULE) is not there or does not load",
+        "install the token's PKCS#11 module, or correct pkcs11-module-path in the OpenSSL configuration",
+    ),
+    "pkcs11-token-absent": (
+        EX_UNAVAILABLE,
+        "no token that the key's URI names is present: unplugged, a wrong token= label, or the module cannot "
+        "reach it (SOFTHSM2_CONF, TPM2_PKCS11_STORE / TPM2_PKCS11_TCTI, the TPM resource manager)",
+        "plug in or start the token; compare the URI's token= with the labels the module lists (p11tool --list-tokens)",
+    ),
+    "pkcs11-pin-locked": (
+        EX_NOPERM,
+        "the token's user PIN is locked after too many wrong tries",
+        "unlock it with the security officer PIN (softhsm2-util / tpm2_ptool initpin, or the vendor's tool), "
+        "then correct pin_file",
+    ),
+    "pkcs11-wrong-pin": (
+        EX_NOPERM,
+        "the token refused the PIN (or holds no private key with the URI's object= / id=); PIN retries are "
+        "limited and the token locks after a few",
+        "correct the PIN in pin_file (or the URI's pin-value) before the next try; check the key with "
+        "p11tool --list-privkeys --login",
+    ),
+    "pkcs11-pin-missing": (
+        EX_CONFIG,
+        "the token needs a PIN and none is configured",
+        "set pin_file in [iot] to a file (mode 0600) holding the PIN",
+    ),
+    "pin-file-insecure": (
+        EX_CONFIG,
+        "the PIN file may be read by other users, or belongs to another user",
+        "chown it to the user that runs iotinvoke and chmod 600 it",
+    ),
+    "pin-file-missing": (EX_NOINPUT, "the PIN file named by pin_file is missing or unreadable", "check pin_file in [iot]"),
+    "key-cert-mismatch": (
+        EX_CONFIG,
+        "the private key is not the certificate's key",
+        "point cert and key at a matching pair; for a token, issue the certificate for the key in the token",
+    ),
+    "device-key-unusable": (
+        EX_NOINPUT,
+        "the device certificate or key is missing, unreadable, or not PEM",
+        "check cert and key in [iot]; they must be the files AWS IoT issued together (or a PKCS#11 URI key file)",
+    ),
+}
+
+
+def _key_error(reason: str, message: str) -> IotInvokeError:
+    """The device key cannot be used, for ``reason`` (a key of _KEY_REASONS, which gives the status)."""
+    return IotInvokeError(message, _KEY_REASONS[reason][0], "iot", reason=reason)
+
+
+def _apply_openssl_conf(conf: str, path: str) -> str:
+    """Point OPENSSL_CONF at conf for this process; OpenSSL reads it once, when it initialises."""
+    if not os.access(conf, os.R_OK):
+        reason = "missing" if not os.path.exists(conf) else "not readable by this user"
+        raise ConfigError("OpenSSL configuration %s: %s" % (conf, reason), path, "iot", "openssl_conf",
+                          reason="openssl-conf-unreadable")
+    if os.environ.get("OPENSSL_CONF") != conf:
+        # hashlib or ssl already imported: OpenSSL has read its configuration, a change is ignored.
+        if "_ssl" in sys.modules or "_hashlib" in sys.modules:
+            raise ConfigError(
+                "cannot take effect: OpenSSL is already initialised in this process; set OPENSSL_CONF=%s in "
+                "its environment before it starts" % conf,
+                path,
+                "iot",
+                "openssl_conf",
+                reason="openssl-conf-too-late",
+            )
+        os.environ["OPENSSL_CONF"] = conf
+    return conf
+
+
+def _load_device_key(context: Any, cert: str, key: str) -> None:
+    """load_cert_chain with the PIN from pin_file; each failure becomes one IotInvokeError with its reason."""
+    import ssl
+
+    uri = _provider_key_uri(key)
+    pin_file = _PIN_FILES.get(key)
+    pin = _read_pin(pin_file) if pin_file else b""
+    asked: list[bool] = []
+
+    def password() -> bytes:
+        asked.append(True)
+        # CPython's load_cert_chain reports a stale errno in preference to OpenSSL's error, and
+        # a module may leave one behind before the PIN is asked for (SoftHSM2's C_Initialize: a
+        # failed dlopen of OpenSSL's rdrand engine): a successful write (CPython clears errno
+        # first) lets a later failure say what it is (key values mismatch, PEM lib).
+        try:
+            os.write(2, b"")
+        except OSError:
+            pass
+        return pin
+
+    try:
+        # The callback also answers an encrypted PEM key: without it OpenSSL would prompt on a
+        # terminal that a C caller does not have. An empty PIN makes pkcs11-provider skip the
+        # login instead of spending one of the token's tries.
+        with _QuietStderr(uri is not None):
+            context.load_cert_chain(cert, key, password=password if uri is not None else lambda: pin)
+    except (OSError, ssl.SSLError) as e:
+        raise _device_key_error(cert, key, e, uri, bool(pin), bool(asked)) from None
+
+
+def _provider_key_uri(key: str) -> str | None:
+    """The PKCS#11 URI in a provider key file (DER: SEQUENCE {VisibleString, UTF8String uri}), or None."""
+    try:
+        with open(key, "rb") as f:
+            head = f.read(8192)
+    except OSError:
+        return None
+    if not head.lstrip().startswith(_PROVIDER_KEY_HEADER):
+        return None
+    import base64
+    import binascii
+
+    body = head.lstrip()[len(_PROVIDER_KEY_HEADER) :].split(b"-----END", 1)[0]
+    try:
+        der = base64.b64decode(b"".join(body.split()))
+        fields: list[bytes] = []
+        at = _der_header(der, 0)[1]  # into the SEQUENCE
+        while at < len(der) and len(fields) < 2:
+            size, start = _der_header(der, at)
+            fields.append(der[start : start + size])
+            at = start + size
+        return fields[1].decode("utf-8")
+    except (binascii.Error, IndexError, ValueError):
+        return ""  # a provider key file, but not one this code can read: the provider decides
+
+
+def _der_header(der: bytes, at: int) -> tuple[int, int]:
+    """(length, offset of the contents) of the DER element at ``at``."""
+    size = der[at + 1]
+    start = at + 2
+    if size & 0x80:
+        count = size & 0x7F
+        size = int.from_bytes(der[start : start + count], "big")
+        start += count
+    if start + size > len(der):
+        raise ValueError("truncated")
+    return size, start
+
+
+def _uri_attributes(uri: str) -> tuple[dict[str, str], dict[str, str]]:
+    """RFC 7512 path and query attributes, percent-decoded."""
+    from urllib.parse import unquote
+
+    path, _, query = uri.partition(":")[2].partition("?")
+    split = [dict(part.partition("=")[::2] for part in text.split(sep) if part) for text, sep in ((path, ";"), (query, "&"))]
+    return {k: unquote(v) for k, v in split[0].items()}, {k: unquote(v) for k, v in split[1].items()}
+
+
+def _read_pin(pin_file: str) -> bytes:
+    """The PIN: the file's first line. The file must be the caller's own and not readable by others."""
+    import stat
+
+    try:
+        info = os.stat(pin_file)
+        if info.st_mode & 0o077:
+            raise _key_error(
+                "pin-file-insecure",
+                "PIN file %s has mode %s: it must be readable by its owner only (chmod 600)"
+                % (pin_file, oct(stat.S_IMODE(info.st_mode))[2:].zfill(4)),
+            )
+        if info.st_uid != os.geteuid():
+            raise _key_error(
+                "pin-file-insecure", "PIN file %s belongs to uid %d, not to this user (uid %d)" % (pin_file, info.st_uid, os.geteuid())
+            )
+        with open(pin_file, "rb") as f:
+            return f.readline(1024).rstrip(b"\r\n")
+    except OSError as e:
+        raise _key_error("pin-file-missing", "PIN file %s: %s" % (pin_file, _os_reason(e))) from None
+
+
+class _QuietStderr:
+    """Silence file descriptor 2 while a PKCS#11 module runs: modules (tpm2-pkcs11) print their own
+    error lines there, and iotinvoke's contract is one line per failure."""
+
+    def __init__(self, active: bool) -> None:
+        self.active = active
+        self.saved = -1
+
+    def __enter__(self) -> None:
+        if self.active:
+            try:
+                sys.stderr.flush()
+                self.saved = os.dup(2)
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, 2)
+                os.close(null)
+            except (OSError, ValueError):
+                self.saved = -1
+
+    def __exit__(self, *exc: object) -> None:
+        if self.saved >= 0:
+            os.dup2(self.saved, 2)
+            os.close(self.saved)
+            self.saved = -1
+
+
+def _device_key_error(
+    cert: str, key: str, error: Exception, uri: str | None, pin_given: bool, pin_asked: bool = True
+) -> IotInvokeError:
+    """Which of _KEY_REASONS made load_cert_chain fail, asked of OpenSSL and the PKCS#11 module."""
+    text = str(error)
+    if "KEY_VALUES_MISMATCH" in text:
+        return _key_error("key-cert-mismatch", "the device key %s does not match the certificate %s" % (key, cert))
+    if uri is None:
+        return _key_error(
+            "device-key-unusable", "cannot load the device certificate %s with key %s: %s" % (cert, key, _os_reason(error))
+        )
+    conf = os.environ.get("OPENSSL_CONF")
+    providers = _loaded_providers()
+    if providers is not None and not set(providers) - _BUILTIN_PROVIDERS:
+        return _key_error(
+            "key-provider-missing",
+            "the device key %s is a PKCS#11 URI, but no OpenSSL provider for it is loaded (%s): set openssl_conf "
+            "in [iot] to a configuration that activates pkcs11-provider"
+            % (key, "OPENSSL_CONF=" + conf if conf else "OPENSSL_CONF is not set"),
+        )
+    conf_text = _read_text(conf) if conf else ""
+    module = os.environ.get("PKCS11_PROVIDER_MODULE") or _conf_value(conf_text, "pkcs11-module-path")
+    attributes, query = _uri_attributes(uri or "")
+    pin_given = pin_given or bool({"pin-value", "pin-source"} & set(query)) or "pkcs11-module-token-pin" in conf_text
+    want = "token " + repr(attributes["token"]) if "token" in attributes else "a token"
+    if module:
+        tokens = None
+        try:
+            with _QuietStderr(True):
+                tokens = _pkcs11_tokens(module)
+        except OSError as e:
+            return _key_error("pkcs11-module-missing", "PKCS#11 module %s: %s" % (module, _os_reason(e)))
+        if tokens is not None:
+            matching = [flags for fields, flags in tokens if all(
+                attributes.get(name, value) == value for name, value in zip(("token", "manufacturer", "model", "serial"), fields)
+            )]
+            if not matching:
+                labels = ", ".join(repr(fields[0]) for fields, _ in tokens) or "none"
+                return _key_error(
+                    "pkcs11-token-absent",
+                    "no PKCS#11 token matching the device key's URI is present (%s wanted; module %s has: %s)" % (want, module, labels),
+                )
+            if matching[0] & _CKF_USER_PIN_LOCKED:
+                return _key_error("pkcs11-pin-locked", "the user PIN of %s is locked after too many wrong tries" % want)
+    if not pin_given:
+        return _key_error(
+            "pkcs11-pin-missing", "%s needs a PIN for the device key %s and none is configured: set pin_file in [iot]" % (want, key)
+        )
+    # Without the callback a stale errno replaced OpenSSL's reason (see _load_device_key): a wrong
+    # PIN and a key that is not the certificate's then look the same.
+    mismatch = "" if pin_asked or not isinstance(error, OSError) else ", or its key is not the certificate's"
+    return _key_error(
+        "pkcs11-wrong-pin",
+        "%s refused the PIN (or holds no private key the URI in %s names%s): PIN retries are limited and the "
+        "token locks after a few; correct the PIN before trying again" % (want, key, mismatch),
+    )
+
+
+def _loaded_providers() -> list[str] | None:
+    """Names of the OpenSSL providers active in this process (None when libcrypto cannot be asked)."""
+    import ctypes
+    import ssl
+
+    names: list[str] = []
+    try:
+        lib = ctypes.CDLL(ssl._ssl.__file__)  # type: ignore[attr-defined]  # dlsym also searches its libcrypto
+        name_of = lib.OSSL_PROVIDER_get0_name
+        name_of.restype = ctypes.c_char_p
+        name_of.argtypes = [ctypes.c_void_p]
+
+        def each(provider: int, _data: int) -> int:
+            names.append((name_of(provider) or b"").decode("ascii", "replace"))
+            return 1
+
+        callback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)(each)
+        lib.OSSL_PROVIDER_do_all(None, callback, None)
+    except (OSError, AttributeError):
+        return None
+    return names
+
+
+def _pkcs11_tokens(module: str) -> list[tuple[tuple[str, str, str, str], int]] | None:
+    """The tokens present in a PKCS#11 module: ((label, manufacturer, model, serial), flags), asked
+    without a login. None when the module does not answer; OSError when it cannot be loaded."""
+    import ctypes
+
+    if not os.path.exists(module):
+        raise FileNotFoundError(2, "No such file or directory")
+    lib = ctypes.CDLL(module)
+    rv = lib.C_Initialize(None)
+    if rv not in (0, _CKR_CRYPTOKI_ALREADY_INITIALIZED):
+        return []  # e.g. a TPM that cannot be reached: no token present
+    count = ctypes.c_ulong(0)
+    if lib.C_GetSlotList(1, None, ctypes.byref(count)) != 0:  # tokenPresent = CK_TRUE
+        return None
+    slots = (ctypes.c_ulong * max(count.value, 1))()
+    if count.value and lib.C_GetSlotList(1, slots, ctypes.byref(count)) != 0:
+        return None
+    tokens = []
+    for slot in slots[: count.value]:
+        info = ctypes.create_string_buffer(512)  # CK_TOKEN_INFO is 208 bytes on LP64
+        if lib.C_GetTokenInfo(ctypes.c_ulong(slot), info) == 0:
+            raw = info.raw
+            label, maker, model, serial = (raw[a:b].decode("utf-8", "replace").rstrip(" \0") for a, b in ((0, 32), (32, 64), (64, 80), (80, 96)))
+            tokens.append(((label, maker, model, serial), ctypes.c_ulong.from_buffer_copy(raw, 96).value))
+    return tokens
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read(1 << 20)
+    except OSError:
+        return ""
+
+
+def _conf_value(conf_text: str, name: str) -> str | None:
+    """A directive's value in OpenSSL configuration text (the first one; no .include)."""
+    for line in conf_text.splitlines():
+        key, sep, value = line.split("#", 1)[0].partition("=")
+        if sep and key.strip() == name:
+            return value.strip().strip('"')
+    return None
 
 
 # TLS alerts a server sends when it refuses the client's certificate (RFC 8446 section 6.2).
@@ -2040,8 +2401,8 @@ _EXPLANATIONS = {
     "thing-not-attached": "thing_name {thing!r} is not attached to this certificate",
     "certificate-inactive": "the certificate is not active with AWS IoT in this account and region (inactive, "
     "revoked, or registered elsewhere)",
-    "iot-policy-denied": "the certificate may not assume role alias {alias!r} (does its IoT policy allow "
-    "iot:AssumeRoleWithCertificate on the alias?)",
+    "iot-policy-denied": "the certificate may not assume role alias {alias!r} (is role_alias spelt right, and does "
+    "the certificate's IoT policy allow iot:AssumeRoleWithCertificate on it?)",
     "role-alias-not-found": "role alias {alias!r} does not exist (check role_alias, and that endpoint is the "
     "iot:CredentialProvider endpoint of the right account and region)",
     "role-not-assumable": "the role behind role alias {alias!r} cannot be assumed (it does not exist, or its trust "
@@ -2344,12 +2705,10 @@ def _timeout_option(options: dict[str, Any], name: str) -> float | None:
     text = options.get(name)
     if text is None:
         return None
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value <= 3600:
-        raise IotInvokeError("--%s takes seconds, more than 0 and at most 3600" % name.replace("_", "-"), EX_USAGE)
+    value = _bounded(text, float, MIN_TIMEOUT_S, MAX_TIMEOUT_S)
+    if value is None:
+        raise IotInvokeError("--%s takes seconds from %g to %g" % (name.replace("_", "-"), MIN_TIMEOUT_S, MAX_TIMEOUT_S),
+                             EX_USAGE)
     return value
 
 
@@ -2414,16 +2773,15 @@ def _run(argv: list[str], stdin: IO[bytes] | None, stdout: IO[bytes] | None, std
     if connect_timeout is not None:
         config.connect_timeout = connect_timeout
     use_cache = not options.get("no_cache") and not options.get("doctor")  # the doctor asks AWS afresh
-    log = None
+    log: Callable[[str], None] | None = None
     if options.get("verbose"):
-        def log(message: str) -> None:
-            _say(stderr, "iotinvoke: " + message + "\n")
-
+        log = lambda message: _say(stderr, "iotinvoke: " + message + "\n")  # noqa: E731
         log("config: %s" % config.path)
     client = Client(config, use_cache=use_cache, log=log)
     if options.get("clear_cache"):
         removed = client.clear_cache()
-        client._log("cache: removed %d files" % removed)
+        if log is not None:
+            log("cache: removed %d files" % removed)
         return EX_OK
     name = positional[0]
     client.environment(name)  # unknown environment: exit 64 before any network call
@@ -2445,7 +2803,7 @@ def _run(argv: list[str], stdin: IO[bytes] | None, stdout: IO[bytes] | None, std
         if stdin is None or stdout is None:
             raise IotInvokeError("--stream needs standard input and output open", EX_USAGE, "output",
                                  reason="stream-closed")
-        return _stream(client, name, stdin, stdout, bool(options.get("log_tail")), options.get("qualifier"),
+        return _stream(client, name, stdin, stdout, log, bool(options.get("log_tail")), options.get("qualifier"),
                        client_context, read_timeout)
     result = client.invoke(
         name,
@@ -2510,6 +2868,7 @@ def _stream(
     name: str,
     stdin: IO[bytes],
     stdout: IO[bytes],
+    log: Callable[[str], None] | None,
     log_tail: bool,
     qualifier: str | None,
     client_context: str | None,
@@ -2539,8 +2898,8 @@ def _stream(
                 record["payload"] = json.loads(result.payload) if result.payload else None
             except (ValueError, RecursionError):
                 record["payload"] = result.payload.decode("utf-8", "replace")
-            if result.log_result:
-                client._log("lambda: log tail: " + json.dumps(result.log_result))
+            if result.log_result and log is not None:
+                log("lambda: log tail: " + json.dumps(result.log_result))
         except IotInvokeError as e:
             record.update(exit=e.exit_code, status=e.status, error=str(e), reason=e.reason or None)
         _write_out(stdout, json.dumps(record, separators=(",", ":")).encode() + b"\n", ran=True)
@@ -2572,14 +2931,19 @@ def _doctor(client: Client, name: str, out: IO[str]) -> int:
     try:
         _ssl_context(config.ca, (config.cert, config.key))
     except IotInvokeError as e:
-        return fail("files", e, "the device certificate or key is missing, unreadable, or not a pair",
-                    "check cert and key in [iot]; they must be the PEM files AWS IoT issued together")
+        return fail("files", e, *_KEY_REASONS.get(e.reason, _KEY_REASONS["device-key-unusable"])[1:])
     not_after = _certificate_not_after(config.cert)
     detail = "certificate id %s" % (cert_id or "?") + (", valid until " + _iso8601(not_after) if not_after else "")
+    uri = _provider_key_uri(config.key)
+    if uri is not None:
+        token = _uri_attributes(uri)[0].get("token")
+        detail += "; key in PKCS#11 token %s" % (repr(token) if token else "(any)")
+    # A provider key file is a secret only when its URI holds the PIN (pin-value).
+    secret_key = uri is None or "pin-value" in _uri_attributes(uri)[1]
     if not_after is not None and not_after < client.now():
         line("FAIL", "files", detail, "the device certificate has expired", "issue a new certificate for this thing")
         failed.append(EX_NOPERM)
-    elif os.stat(config.key).st_mode & 0o077:
+    elif secret_key and os.stat(config.key).st_mode & 0o077:
         line("warn", "files", detail + "; the private key is readable by other users", fix="chmod 600 " + config.key)
     else:
         line("ok", "files", detail)
@@ -2643,7 +3007,8 @@ _DIAGNOSES: dict[str, tuple[str, str]] = {
         "aws iot attach-thing-principal --thing-name {thing} --principal <certificate ARN>, or correct thing_name "
         "in [iot]"),
     "iot-policy-denied": (
-        "the certificate's IoT policy does not allow iot:AssumeRoleWithCertificate on the role alias",
+        "role_alias is misspelt (AWS then refuses it as not allowed, not as missing), or the certificate's IoT "
+        "policy does not allow iot:AssumeRoleWithCertificate on the role alias",
         "attach an IoT policy allowing iot:AssumeRoleWithCertificate on arn:aws:iot:REGION:ACCOUNT:rolealias/{alias}"),
     "role-alias-not-found": (
         "no role alias {alias!r} where this endpoint points",

@@ -96,7 +96,7 @@ def test_wrong_endpoint_type_is_named_before_any_request(aws: StandIn, tmp_path:
     data_endpoint = "a1b2c3d4e5f6g7-ats.iot.ap-northeast-1.amazonaws.com"
     result = doctor(aws, tmp_path, "dev", (aws.urls["iot"], data_endpoint))
     assert result.code == 78
-    assert "looks like the IoT data endpoint" in result.stderr and "iot:CredentialProvider" in result.stderr
+    assert "this is the IoT data endpoint" in result.stderr and "iot:CredentialProvider" in result.stderr
 
 
 def test_clock_skew_is_reported(aws: StandIn, tmp_path: Path) -> None:

@@ -51,7 +51,12 @@ OTHER_REASONS = {
     "config": (ii.EX_CONFIG, "the configuration is invalid: the line names the file, section and key"),
     "cross-account-log": (ii.EX_USAGE, "a log tail asked for in one-hop mode (Lambda answers 77 when asked anyway)"),
     "stream-closed": (ii.EX_USAGE, "--stream with standard input or output closed"),
+    "openssl-conf-unreadable": (ii.EX_CONFIG, "the OpenSSL configuration named by openssl_conf is missing or unreadable"),
+    "openssl-conf-too-late": (ii.EX_CONFIG, "openssl_conf cannot take effect: OpenSSL is already initialised in the process"),
 }
+# A device key in a PKCS#11 token or TPM that cannot be used (README: Keys in hardware).
+OTHER_REASONS.update({reason: (code, cause) for reason, (code, cause, _) in ii._KEY_REASONS.items()
+                      if reason not in OTHER_REASONS})
 
 
 def exit_table() -> str:
@@ -108,6 +113,7 @@ def test_readme_matches() -> None:
 def test_every_reason_in_the_code_is_documented() -> None:
     source = Path(ii.__file__).read_text()
     used = set(re.findall(r'reason="([a-z0-9-]+)"', source)) | {r for _, r, _ in ii._ERROR_TABLE.values()}
+    used |= set(ii._KEY_REASONS)
     documented = set(OTHER_REASONS) | {r for _, r, _ in ii._ERROR_TABLE.values()} | set(ii._THROTTLE_REASONS.values())
     undocumented = used - documented
     assert not undocumented, f"reasons without a README row: {sorted(undocumented)}"

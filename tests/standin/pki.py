@@ -28,7 +28,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["DEVICE_CERTS", "Pki", "certificate_id", "issue_server_certificate", "load_or_create"]
+__all__ = ["DEVICE_CERTS", "Pki", "certificate_id", "issue_device_certificate", "issue_server_certificate",
+           "load_or_create"]
 
 # Device certificates the harness hands out. "foreign" is signed by another CA and "expired"
 # is past its validity, so both fail the TLS handshake; the others differ only in the registry.
@@ -92,6 +93,30 @@ def issue_server_certificate(workdir: Path, out: Path, *, dns: tuple[str, ...] =
     cert_path, key_path = out.with_suffix(".pem"), out.with_suffix(".key")
     _write_pair(cert_path, cert, key_path, key)
     return cert_path, key_path
+
+
+def issue_device_certificate(workdir: Path, public_key_pem: bytes, cert_path: Path) -> bytes:
+    """A device certificate from the test CA in ``workdir`` (made by load_or_create) for a key
+    generated elsewhere, e.g. inside a PKCS#11 token or a TPM; the same form as DEVICE_CERTS.
+    Writes it to ``cert_path`` and returns its PEM. Register it with the world to make AWS know it."""
+    ca_cert = x509.load_pem_x509_certificate((workdir / "ca.pem").read_bytes())
+    ca_key = serialization.load_pem_private_key((workdir / "pki" / "ca.key").read_bytes(), password=None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise TypeError("the test CA key is not an EC key")
+    public_key = serialization.load_pem_public_key(public_key_pem)
+    now = _now()
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name("AWS IoT Certificate")).issuer_name(ca_cert.subject).public_key(public_key)  # type: ignore[arg-type]
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - BACKDATE).not_valid_after(now + LEAF_LIFETIME)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+    )
+    pem = builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+    cert_path.write_bytes(pem)
+    return pem
 
 
 # -- private helpers ---------------------------------------------------------------------------
