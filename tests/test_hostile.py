@@ -122,6 +122,26 @@ def test_proxy_tunnel_cut_after_the_invoke_went_out_is_74_with_one_run(aws: Stan
         assert len(proxy.dropped) == 1 and len(proxy.tunnels) == 1
 
 
+@pytest.mark.parametrize("mode", ["drop_after_request", "truncate", "truncate_chunked", "read-timeout"])
+def test_invoke_answer_lost_behind_the_proxy_is_74_with_one_run(aws: StandIn, certs: dict[str, tuple[Path, Path]],
+                                                                tmp_path: Path, mode: str) -> None:
+    """Whatever urllib3 raises under a proxy (ProxyError, SSLError, ProtocolError, a timeout) once the
+    invoke went out, the function may have run: 74, never re-sent."""
+    warm(aws, tmp_path)
+    before = len(aws.invocations)
+    options = ["--read-timeout", "1"] if mode == "read-timeout" else []
+    if mode == "read-timeout":
+        aws.fault("lambda", "delay", seconds=1.5)
+    with ConnectProxy() as proxy, front(aws, "lambda", certs["ip"],
+                                        mode="pass" if mode == "read-timeout" else mode) as mitm:
+        result = run(*options, "dev", "{}", config=fronted(aws, "lambda", mitm.url()), cache=tmp_path,
+                     env={"HTTPS_PROXY": proxy.url})
+        assert result.code == 74, result.stderr
+        one_line(result, "lambda")
+        assert len(proxy.tunnels) == 1 and mitm.requests == 1
+    assert (aws.count("lambda"), len(aws.invocations) - before) == (1, 1)
+
+
 def test_proxy_tunnel_cut_during_the_handshake_is_75_and_nothing_ran(aws: StandIn, config: Path,
                                                                      tmp_path: Path) -> None:
     warm(aws, tmp_path)
