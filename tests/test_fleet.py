@@ -8,7 +8,11 @@ import random
 import sys
 from pathlib import Path
 
+import pytest
+
 import iotinvoke
+
+pytestmark = pytest.mark.tooling  # not iotinvoke's own tests: run once, with current releases
 
 PATH = Path(__file__).resolve().parents[1] / "scripts" / "fleet"
 _loader = importlib.machinery.SourceFileLoader("fleet", str(PATH))
