@@ -80,3 +80,15 @@ def test_jitter_desynchronises_a_rebooted_fleet() -> None:
     jittered_peak = max(results["jittered"].offered["sts"][later])
     assert jittered_peak * 3 < fixed_peak, (jittered_peak, fixed_peak)
     assert results["jittered"].failed == 0 and results["jittered"].served99_s is not None
+
+
+def test_command_no_plot_prints_the_table_without_matplotlib(tmp_path: Path) -> None:
+    import subprocess
+
+    done = subprocess.run([sys.executable, str(PATH), "--no-plot", "--boards", "300", "--hours", "0.5",
+                           "--png", str(tmp_path / "x.png")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "policy" not in line]
+    assert [row.split(" | ")[:2] for row in rows] == [
+        ["| " + s, p] for s in ("steady", "reboot", "outage") for p in ("without jitter", "with jitter")]
+    assert not (tmp_path / "x.png").exists()
