@@ -902,6 +902,9 @@ class _Cache:
         return creds
 
     def put(self, key: str, creds: Credentials) -> None:
+        if creds.refresh is None:
+            fraction = self.refresh_fraction()
+            creds.refresh = refresh_point(creds.issued, creds.expiration, lambda: fraction)
         self.write_json(
             key,
             {
@@ -913,6 +916,21 @@ class _Cache:
                 "Refresh": creds.refresh_at(),
             },
         )
+
+    def refresh_fraction(self) -> float:
+        """This board's place in the refresh window, in [0, 1): drawn once (until the cache is
+        cleared, or a reboot empties its tmpfs) and shared by all its entries. Boards differ, so a
+        fleet spreads; the two hops of one board stay in step, so a hop 2 refresh never finds its
+        hop 1 credentials expired when a failed hop 1 refresh needs them (scripts/fleet found
+        independent draws failing calls in a credentials-provider outage)."""
+        value = (self.read_json("jitter.json") or {}).get("fraction")
+        if isinstance(value, float) and 0.0 <= value < 1.0:
+            return value
+        import random
+
+        value = random.random()
+        self.write_json("jitter.json", {"fraction": value})
+        return value
 
     def clear(self) -> int:
         """Remove every entry and lock file; returns how many files went."""

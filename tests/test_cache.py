@@ -31,7 +31,7 @@ def test_round_trip_modes_and_atomic_write(tmp_path: Path) -> None:
     folder = tmp_path / "cache"
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     assert stat.S_IMODE((folder / "e.json").stat().st_mode) == 0o600
-    assert [p.name for p in folder.iterdir()] == ["e.json"], "no temporary file left behind"
+    assert sorted(p.name for p in folder.iterdir()) == ["e.json", "jitter.json"], "no temporary file left behind"
     got = cache.get("e.json")
     assert got is not None and (got.access_key, got.secret_key, got.token) == ("ASIAEXAMPLE", "secret", "token-1")
     assert (got.expiration, got.issued) == (NOW + 3600, NOW)
@@ -119,6 +119,24 @@ def test_refresh_point_is_drawn_once_stored_and_shared(tmp_path: Path) -> None:
     assert hour.valid(NOW + 3600 - 31) and not hour.valid(NOW + 3600 - 29)
 
 
+def test_entries_of_one_board_share_its_refresh_fraction(tmp_path: Path) -> None:
+    """Fetched credentials get the board's fraction of the window, drawn once into jitter.json:
+    hop 1 and hop 2 fetched together refresh together; clearing the cache draws again."""
+    cache = make(tmp_path)
+    iot, sts = creds(token="iot"), creds(token="sts")
+    cache.put("iot.json", iot)
+    cache.put("sts.json", sts)
+    fraction = json.loads((tmp_path / "cache" / "jitter.json").read_text())["fraction"]
+    assert 0.0 <= fraction < 1.0
+    assert iot.refresh_at() == sts.refresh_at() == ii.refresh_point(NOW, NOW + 3600, lambda: fraction)
+    later = creds(expiration=NOW + 7200, issued=NOW + 3600)
+    cache.put("iot.json", later)
+    assert later.refresh_at() == ii.refresh_point(NOW + 3600, NOW + 7200, lambda: fraction)
+    (tmp_path / "cache" / "jitter.json").write_text('{"fraction": 7}')  # foreign: drawn again
+    cache.put("x.json", creds())
+    assert 0.0 <= json.loads((tmp_path / "cache" / "jitter.json").read_text())["fraction"] < 1.0
+
+
 def test_lock_serialises_and_is_bounded(tmp_path: Path) -> None:
     cache = make(tmp_path)
     order: list[str] = []
@@ -147,7 +165,7 @@ def test_clear_removes_entries_and_locks(tmp_path: Path) -> None:
     cache.put("a.json", creds())
     with cache.lock("a.json", time.monotonic() + 20):
         pass
-    assert cache.clear() == 2
+    assert cache.clear() == 3, "the entry, its lock and the board's refresh fraction"
     assert not list((tmp_path / "cache").iterdir())
 
 
