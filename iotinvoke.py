@@ -31,6 +31,11 @@ __all__ = [
     "Credentials",
     "InvokeResult",
     "Client",
+    "refresh_window",
+    "refresh_point",
+    "retry_delay",
+    "retry_allowed",
+    "caller_wait",
     "load_config",
     "main",
 ]
@@ -98,12 +103,18 @@ MAX_ATTEMPTS = 3  # per hop, first try included
 BACKOFF_BASE_S = 0.2
 BACKOFF_CAP_S = 5.0
 RETRY_BUDGET_S = 20.0  # all retries of one hop end by then, whatever Retry-After says
+# After exit 75 at hop 1 or 2 the caller is told to wait a whole number of seconds drawn from
+# [CALLER_WAIT_MIN_S, CALLER_WAIT_MAX_S]: 10,000 boards spread over 120 s ask ~83 times a second,
+# under the credentials provider's ~100 requests/s per account (see README "At fleet scale").
+CALLER_WAIT_MIN_S = 1
+CALLER_WAIT_MAX_S = 120
 MAX_CREDENTIALS_RESPONSE_BYTES = 64 * 1024  # real answers are ~1-3 KB; bound what a bad server sends
 MAX_INVOKE_RESPONSE_BYTES = 6 * 1024 * 1024 + 64 * 1024  # Lambda's 6 MB response limit, plus slack
 MAX_SYNC_PAYLOAD_BYTES = 6291456  # Lambda: "Request must be smaller than 6291456 bytes"
 MAX_ASYNC_PAYLOAD_BYTES = 1048576  # Lambda Event invokes: 1 MB
 MAX_CLIENT_CONTEXT_BYTES = 3583  # base64 text, Lambda's documented limit
 REFRESH_MARGIN_S = 300.0  # refresh 5 min before expiry (aws-c-auth, Greengrass), ...
+REFRESH_JITTER_S = 600.0  # ... plus a random part of up to 10 min, so a fleet de-synchronises, ...
 REFRESH_MARGIN_FRACTION = 0.5  # ... but never more than half the lifetime (short role aliases)
 MAX_CLOCK_OFFSET_S = 100 * 365 * 86400.0  # a board at 1970 is 56 years behind; more is garbage
 MIN_FALLBACK_VALIDITY_S = 30.0  # a failed refresh may fall back to credentials valid this long
@@ -648,6 +659,61 @@ def _host_port(url: str) -> tuple[str, int]:
     return host, int(port) if port else 443
 
 
+# --- Refresh and retry policy ---------------------------------------------------------------------
+# Small pure functions: Client uses them, and scripts/fleet imports them to simulate a fleet of
+# boards against AWS's quotas. Randomness comes in as ``rand`` (uniform in [0, 1), such as
+# random.random), so that tests and the simulation can be deterministic.
+
+
+def refresh_window(issued: float, expiration: float) -> tuple[float, float]:
+    """The earliest and latest refresh point of credentials issued at ``issued`` that expire at
+    ``expiration``: REFRESH_MARGIN_S before expiry, up to REFRESH_JITTER_S earlier, and never
+    earlier than half the lifetime (a 15-minute role alias still gets half its credentials' use)."""
+    lifetime = max(0.0, expiration - issued)
+    half = lifetime * REFRESH_MARGIN_FRACTION
+    latest = expiration - min(REFRESH_MARGIN_S, half)
+    earliest = expiration - min(REFRESH_MARGIN_S + REFRESH_JITTER_S, half)
+    return earliest, latest
+
+
+def refresh_point(issued: float, expiration: float, rand: Callable[[], float]) -> float:
+    """A refresh point drawn uniformly from refresh_window(): boards that fetched together (a
+    fleet after a power cut) refresh apart, so they do not come back together every hour.
+    rand() == 0 gives the latest point, the fixed margin of earlier versions."""
+    earliest, latest = refresh_window(issued, expiration)
+    return latest - rand() * (latest - earliest)
+
+
+def retry_delay(attempt: int, rand: Callable[[], float], retry_after: float | None = None) -> float:
+    """Seconds to sleep after failed attempt ``attempt`` (1, 2, ...) before the next one in this
+    process: "full jitter", uniform in [0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt)]
+    (https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/), added to the
+    server's Retry-After when it sent one, so that the wait is never shorter than AWS asked and
+    boards told the same Retry-After still do not come back in the same instant."""
+    delay = rand() * min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2.0 ** min(attempt, 32))
+    return delay + max(0.0, retry_after or 0.0)
+
+
+def retry_allowed(attempt: int, max_attempts: int, elapsed: float, delay: float,
+                  budget: float = RETRY_BUDGET_S) -> bool:
+    """Whether to sleep ``delay`` and try again after attempt ``attempt``, ``elapsed`` seconds
+    after the first began: at most max_attempts tries, all done within ``budget`` seconds, so a C
+    call never hangs for minutes (the caller waits instead, caller_wait() seconds)."""
+    return attempt < max_attempts and elapsed + delay <= budget
+
+
+def caller_wait(rand: Callable[[], float], retry_after: float | None = None) -> int:
+    """Whole seconds the caller should wait before running iotinvoke again after exit 75 at hop
+    1 or 2 (credentials): uniform in [CALLER_WAIT_MIN_S, CALLER_WAIT_MAX_S], after the server's
+    Retry-After when it sent one. A fleet restarting together is spread over two minutes instead
+    of retrying in step (scripts/fleet; README "At fleet scale")."""
+    import math
+
+    span = CALLER_WAIT_MAX_S - CALLER_WAIT_MIN_S + 1
+    wait = CALLER_WAIT_MIN_S + min(int(rand() * span), span - 1)
+    return wait + (math.ceil(retry_after) if retry_after and retry_after > 0 else 0)
+
+
 # --- Credentials and their on-disk cache ------------------------------------------------------------
 
 
@@ -657,22 +723,41 @@ class Credentials:
     ``expiration`` is seconds since the epoch on AWS's clock; repr() never shows the secrets.
     """
 
-    __slots__ = ("access_key", "secret_key", "token", "expiration", "issued")
+    __slots__ = ("access_key", "secret_key", "token", "expiration", "issued", "refresh")
 
-    def __init__(self, access_key: str, secret_key: str, token: str, expiration: float, issued: float) -> None:
+    def __init__(
+        self,
+        access_key: str,
+        secret_key: str,
+        token: str,
+        expiration: float,
+        issued: float,
+        refresh: float | None = None,
+    ) -> None:
         self.access_key = access_key
         self.secret_key = secret_key
         self.token = token
         self.expiration = expiration
         self.issued = issued  # when we received them (corrected clock): gives the lifetime
+        # The refresh point (AWS's clock), drawn once by refresh_at() and stored with the cache
+        # entry, so that every process using the entry agrees on it.
+        self.refresh = refresh
 
     def __repr__(self) -> str:
         return "Credentials(access_key=%r, expiration=%s)" % (self.access_key, _iso8601(self.expiration))
 
+    def refresh_at(self) -> float:
+        """The refresh point: drawn by refresh_point() on first use, the same afterwards."""
+        if self.refresh is None:
+            import random
+
+            self.refresh = refresh_point(self.issued, self.expiration, random.random)
+        return self.refresh
+
     def fresh(self, now: float) -> bool:
-        """Usable without a refresh: the refresh margin (5 min, at most half the lifetime) not reached."""
-        lifetime = max(0.0, self.expiration - self.issued)
-        return now < self.expiration - min(REFRESH_MARGIN_S, lifetime * REFRESH_MARGIN_FRACTION)
+        """Usable without a refresh: the refresh point (5 to 15 min before expiry, at most half
+        the lifetime; see refresh_window) not reached."""
+        return now < self.refresh_at()
 
     def valid(self, now: float, margin: float = MIN_FALLBACK_VALIDITY_S) -> bool:
         return now < self.expiration - margin
@@ -695,8 +780,9 @@ class _Cache:
     miss, never a crash; a folder that cannot be used makes every call uncached.
     """
 
-    def __init__(self, folder: str | None, log: Callable[[str], None]) -> None:
+    def __init__(self, folder: str | None, log: Callable[[str], None], warn: Callable[[str], None] | None = None) -> None:
         self._log = log
+        self._warn = warn  # says on stderr, once per boot, that the cache cannot be used
         self.folder = self._usable(folder) if folder else None
 
     def _usable(self, folder: str) -> str | None:
@@ -715,19 +801,29 @@ class _Cache:
                     pass
                 st = os.lstat(folder)
         except OSError as e:
-            self._log("cache: cannot use %s (%s): running uncached" % (folder, _os_reason(e)))
+            self._unusable("cannot use %s (%s)" % (folder, _os_reason(e)), folder)
             return None
         if not stat.S_ISDIR(st.st_mode):
-            self._log("cache: %s is not a folder (a symlink?): running uncached" % folder)
+            reason = "%s is not a folder (a symlink?)" % folder
         elif st.st_uid != os.geteuid():
-            self._log("cache: %s belongs to another user: running uncached" % folder)
+            reason = "%s belongs to another user" % folder
         elif st.st_mode & 0o077:
-            self._log("cache: %s is open to others (mode %o, needs 0700): running uncached" % (folder, st.st_mode & 0o777))
+            reason = "%s is open to others (mode %o, needs 0700)" % (folder, st.st_mode & 0o777)
         elif not os.access(folder, os.W_OK | os.X_OK):
-            self._log("cache: %s is not writable: running uncached" % folder)
+            reason = "%s is not writable" % folder
         else:
+            if self._warn is not None:
+                _forget_said("cache:" + folder)  # usable again: a new breakage is said again
             return folder
+        self._unusable(reason, folder)
         return None
+
+    def _unusable(self, reason: str, folder: str) -> None:
+        """Every call then runs cold (a request per hop): say so on stderr the first time since
+        boot (_say_once), under -v every time; never fail the call for it."""
+        self._log("cache: %s: running uncached" % reason)
+        if self._warn is not None and _say_once("cache:" + folder):
+            self._warn("cache: %s: every call runs uncached; said once until reboot (README: Cache location)" % reason)
 
     def _path(self, key: str) -> str:
         return os.path.join(self.folder or "", key)
@@ -796,9 +892,19 @@ class _Cache:
         except (KeyError, TypeError, ValueError):
             self._log("cache: ignoring %s: not a credentials entry" % key)
             return None
+        # The refresh point its writer drew; an entry without one (written by an earlier
+        # version) or with one outside the policy's window refreshes at the fixed margin.
+        refresh = entry.get("Refresh")
+        earliest, latest = refresh_window(creds.issued, creds.expiration)
+        creds.refresh = latest
+        if isinstance(refresh, (int, float)) and not isinstance(refresh, bool) and earliest <= refresh <= latest:
+            creds.refresh = float(refresh)
         return creds
 
     def put(self, key: str, creds: Credentials) -> None:
+        if creds.refresh is None:
+            fraction = self.refresh_fraction()
+            creds.refresh = refresh_point(creds.issued, creds.expiration, lambda: fraction)
         self.write_json(
             key,
             {
@@ -807,8 +913,24 @@ class _Cache:
                 "SessionToken": creds.token,
                 "Expiration": creds.expiration,
                 "Issued": creds.issued,
+                "Refresh": creds.refresh_at(),
             },
         )
+
+    def refresh_fraction(self) -> float:
+        """This board's place in the refresh window, in [0, 1): drawn once (until the cache is
+        cleared, or a reboot empties its tmpfs) and shared by all its entries. Boards differ, so a
+        fleet spreads; the two hops of one board stay in step, so a hop 2 refresh never finds its
+        hop 1 credentials expired when a failed hop 1 refresh needs them (scripts/fleet found
+        independent draws failing calls in a credentials-provider outage)."""
+        value = (self.read_json("jitter.json") or {}).get("fraction")
+        if isinstance(value, float) and 0.0 <= value < 1.0:
+            return value
+        import random
+
+        value = random.random()
+        self.write_json("jitter.json", {"fraction": value})
+        return value
 
     def clear(self) -> int:
         """Remove every entry and lock file; returns how many files went."""
@@ -1841,7 +1963,7 @@ class Client:
         self._transport = transport or _Transport(
             config.connect_timeout, self._log, _BoardClock(self.now, self._clock, self._learn_clock))
         folder = _cache_folder(config) if use_cache else None
-        self._cache = _Cache(folder, self._log)
+        self._cache = _Cache(folder, self._log, self._warn)
         self._cert_digest: str | None = None
         self._memory: dict[str, Credentials] = {}  # for long-lived clients (--stream), and --no-cache
         self.last_drift: float | None = None  # AWS's clock minus ours, at the last answer with a Date
@@ -1853,6 +1975,11 @@ class Client:
     def _log(self, message: str) -> None:
         if self._log_line is not None:
             self._log_line(message)
+
+    def _warn(self, message: str) -> None:
+        """A note on standard error even without a log (with one, -v, _log has said it already)."""
+        if self._log_line is None:
+            _say(sys.stderr, "iotinvoke: " + message + "\n")
 
     def now(self) -> float:
         """The corrected clock: the local clock plus the skew AWS told us about."""
@@ -1892,22 +2019,22 @@ class Client:
         return self._cert_digest
 
     def _retrying(self, hop: str, attempt_once: Callable[[], _T]) -> _T:
-        """Run attempt_once with backoff and full jitter for _Retryable failures, bounded in
-        attempts (max_attempts) and in total time (RETRY_BUDGET_S)."""
-        deadline = self._monotonic() + RETRY_BUDGET_S
+        """Run attempt_once again after _Retryable failures as the refresh and retry policy says:
+        retry_delay() (full jitter, after any Retry-After) while retry_allowed() (max_attempts,
+        RETRY_BUDGET_S). Giving up at hop 1 or 2, the error's retry_after becomes caller_wait():
+        the jittered wait the caller should honour before running iotinvoke again."""
+        started = self._monotonic()
         attempt = 1
         while True:
             try:
                 return attempt_once()
             except _Retryable as e:
-                if attempt >= self.config.max_attempts:
+                delay = retry_delay(attempt, self._random, e.retry_after)
+                if not retry_allowed(attempt, self.config.max_attempts, self._monotonic() - started, delay):
                     if attempt > 1:
                         e.message += " (after %d attempts)" % attempt
-                    raise
-                delay = self._random() * min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt)
-                if e.retry_after is not None:
-                    delay = max(delay, e.retry_after)
-                if self._monotonic() + delay > deadline:
+                    if hop in ("iot", "sts"):
+                        e.retry_after = caller_wait(self._random, e.retry_after)
                     raise
                 self._log("%s: %s; retrying in %.2f s" % (hop, e, delay))
                 self._sleep(delay)
@@ -2219,14 +2346,88 @@ class Client:
         raise _aws_error(response, "lambda", env, self.config, headers["X-Amz-Invocation-Type"])
 
 
-def _cache_folder(config: Config) -> str | None:
+_RUN_FOLDER = "/run/iotinvoke"  # made by root, or for a service user by tmpfiles.d (README "Cache location")
+
+
+def _cache_folder(config: Config, environ: Mapping[str, str] = os.environ) -> str | None:
+    return _cache_location(config, environ)[0]
+
+
+def _cache_location(config: Config, environ: Mapping[str, str] = os.environ) -> tuple[str | None, str]:
+    """The cache folder and where that choice came from. Session tokens belong on a tmpfs (no
+    SD-card wear, gone at reboot), so every run-time folder comes before ~/.cache:
+
+    1. cache_dir / $IOTINVOKE_CACHE_DIR: the operator said so;
+    2. $RUNTIME_DIRECTORY: systemd's RuntimeDirectory= of the service that runs us, made for it
+       with its user and mode; used as it is when named iotinvoke, else its iotinvoke subfolder
+       (another service's folder is never filled, or cleared, with our files);
+    3. $XDG_RUNTIME_DIR/iotinvoke: a login session's or user service's tmpfs;
+    4. /run/iotinvoke, when it is ours (tmpfiles.d made it for this user) or we are root;
+    5. ~/.cache/iotinvoke: persistent storage, the last resort (cron jobs, daemons of a user).
+    """
+    import stat
+
     if config.cache_dir:
-        return config.cache_dir
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
+        return config.cache_dir, "cache_dir or $IOTINVOKE_CACHE_DIR"
+    runtime_directory = environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+    if runtime_directory:
+        if os.path.basename(runtime_directory.rstrip("/")) != "iotinvoke":
+            runtime_directory = os.path.join(runtime_directory, "iotinvoke")
+        return runtime_directory, "$RUNTIME_DIRECTORY (systemd RuntimeDirectory=)"
+    runtime = environ.get("XDG_RUNTIME_DIR")
     if runtime:
-        return os.path.join(runtime, "iotinvoke")  # tmpfs: no SD-card wear, gone at reboot
-    home = os.path.expanduser("~")
-    return os.path.join(home, ".cache", "iotinvoke") if home != "~" else None
+        return os.path.join(runtime, "iotinvoke"), "$XDG_RUNTIME_DIR"
+    try:
+        st = os.lstat(_RUN_FOLDER)
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid():
+            return _RUN_FOLDER, "/run/iotinvoke (tmpfiles.d)"
+    except FileNotFoundError:
+        if os.geteuid() == 0 and os.path.isdir(os.path.dirname(_RUN_FOLDER)):
+            return _RUN_FOLDER, "/run/iotinvoke (root)"
+    except OSError:
+        pass
+    home = environ.get("HOME") or os.path.expanduser("~")
+    if home == "~":
+        return None, "no run-time folder and no home folder"
+    return os.path.join(home, ".cache", "iotinvoke"), "~/.cache (persistent storage: no run-time folder)"
+
+
+def _say_once(key: str, environ: Mapping[str, str] = os.environ) -> bool:
+    """True the first time ``key`` is asked about since boot (or since _forget_said(key)).
+
+    Every call is a new process, so "once" is kept in a marker file on a tmpfs that reboots
+    empty: $XDG_RUNTIME_DIR, else /dev/shm. The marker is created with O_EXCL, so of two
+    processes at once only one says it. Where no marker can be kept, every call says it:
+    repeated is better than silent. A marker planted by another user does not silence us.
+    """
+    for path in _said_markers(key, environ):
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+            return True
+        except FileExistsError:
+            try:
+                return os.lstat(path).st_uid != os.geteuid()
+            except OSError:
+                return True
+        except OSError:
+            continue  # that folder is not usable: try the next one
+    return True
+
+
+def _forget_said(key: str, environ: Mapping[str, str] = os.environ) -> None:
+    for path in _said_markers(key, environ):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+def _said_markers(key: str, environ: Mapping[str, str]) -> list[str]:
+    import hashlib
+
+    name = "iotinvoke-said-%d-%s" % (os.geteuid(), hashlib.sha256(key.encode()).hexdigest()[:16])
+    folders = [f for f in (environ.get("XDG_RUNTIME_DIR"), "/dev/shm") if f]
+    return [os.path.join(folder, name) for folder in folders]
 
 
 def _clock_offset(entry: dict[str, Any] | None) -> float:
@@ -2926,6 +3127,7 @@ def _doctor(client: Client, name: str, out: IO[str]) -> int:
 
     mode = "one hop (the function's resource policy trusts the IoT role)" if env.direct else "two hops via " + str(env.role_arn)
     line("ok", "config", "%s [%s]: %s, %s" % (config.path, name, env.function, mode))
+    line(*_cache_report(config))
 
     cert_id = _certificate_id(config.cert)
     try:
@@ -2989,6 +3191,23 @@ def _doctor(client: Client, name: str, out: IO[str]) -> int:
         line("note", "log tail", "--log-tail is refused in one-hop mode: Lambda never returns logs across accounts",
              fix="set role_arn for this environment if you need the log tail")
     return failed[0] if failed else EX_OK
+
+
+def _cache_report(config: Config) -> tuple[str, str, str, str, str]:
+    """The doctor's cache line: where calls keep credentials, and whether they can."""
+    folder, source = _cache_location(config)
+    if folder is None:
+        return ("warn", "cache", "none: " + source + "; every call runs uncached", "",
+                "set cache_dir, or run as a systemd service with RuntimeDirectory=iotinvoke")
+    notes: list[str] = []
+    if os.path.lexists(folder) and _Cache(folder, notes.append).folder is None:
+        return ("warn", "cache", "%s, from %s: %s" % (folder, source, notes[-1].split(": ", 1)[-1]),
+                "every call runs uncached (a request per hop)", "chmod 700 the folder, owned by the user that runs iotinvoke")
+    detail = "%s, from %s%s" % (folder, source, "" if os.path.lexists(folder) else "; made at first use")
+    if source.startswith("~"):
+        return ("warn", "cache", detail, "session tokens are kept on persistent storage (the SD card) across reboots",
+                "run as a systemd service with RuntimeDirectory=iotinvoke (scripts/iotinvoke.service)")
+    return ("ok", "cache", detail, "", "")
 
 
 # --doctor's advice for each reason: (cause, fix). Fields: {cert_id} {alias} {thing} {role} {role_name}

@@ -31,21 +31,10 @@ def test_round_trip_modes_and_atomic_write(tmp_path: Path) -> None:
     folder = tmp_path / "cache"
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     assert stat.S_IMODE((folder / "e.json").stat().st_mode) == 0o600
-    assert [p.name for p in folder.iterdir()] == ["e.json"], "no temporary file left behind"
+    assert sorted(p.name for p in folder.iterdir()) == ["e.json", "jitter.json"], "no temporary file left behind"
     got = cache.get("e.json")
     assert got is not None and (got.access_key, got.secret_key, got.token) == ("ASIAEXAMPLE", "secret", "token-1")
     assert (got.expiration, got.issued) == (NOW + 3600, NOW)
-
-
-def test_default_folder_prefers_the_runtime_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    config = ii.Config("x.ini")
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
-    assert ii._cache_folder(config) == str(tmp_path / "iotinvoke")
-    monkeypatch.delenv("XDG_RUNTIME_DIR")
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert ii._cache_folder(config) == str(tmp_path / "home" / ".cache" / "iotinvoke")
-    config.cache_dir = "/elsewhere"
-    assert ii._cache_folder(config) == "/elsewhere"
 
 
 @pytest.mark.parametrize(
@@ -96,12 +85,56 @@ def test_unusable_folders_run_uncached(tmp_path: Path) -> None:
         pass
 
 
-def test_refresh_margin_is_five_minutes_at_most_half_the_lifetime() -> None:
-    hour = creds(expiration=NOW + 3600, issued=NOW)
-    assert hour.fresh(NOW + 3600 - 301) and not hour.fresh(NOW + 3600 - 299)
-    short = creds(expiration=NOW + 400, issued=NOW)  # a 400 s credential refreshes at half-life
-    assert short.fresh(NOW + 199) and not short.fresh(NOW + 201)
+def test_refresh_point_is_drawn_once_stored_and_shared(tmp_path: Path) -> None:
+    """The jittered refresh point (tests/test_policy.py checks its bounds) is drawn once, written
+    with the entry, and read back by every process; an entry without one, or with one outside the
+    policy's window, refreshes at the fixed 5-minute margin (at most half the lifetime)."""
+    cache = make(tmp_path)
+    fetched = creds()
+    point = fetched.refresh_at()
+    assert NOW + 3600 - 900 <= point <= NOW + 3600 - 300 and fetched.refresh_at() == point
+    cache.put("e.json", fetched)
+    assert json.loads((tmp_path / "cache" / "e.json").read_text())["Refresh"] == point
+    for _ in range(3):
+        other = cache.get("e.json")  # another process
+        assert other is not None and other.refresh_at() == point
+        assert other.fresh(point - 1) and not other.fresh(point)
+    entry = tmp_path / "cache" / "e.json"
+    for refresh in (None, "soon", True, NOW + 3600, NOW + 1000):  # absent, foreign or out of the window
+        data = json.loads(entry.read_text())
+        data.pop("Refresh", None)
+        if refresh is not None:
+            data["Refresh"] = refresh
+        entry.write_text(json.dumps(data))
+        old = cache.get("e.json")
+        assert old is not None and old.fresh(NOW + 3600 - 301) and not old.fresh(NOW + 3600 - 300), refresh
+    short = creds(expiration=NOW + 400, issued=NOW)  # a 400 s credential refreshes at half-life at the latest
+    cache.put("short.json", short)
+    data = json.loads((tmp_path / "cache" / "short.json").read_text())
+    del data["Refresh"]
+    (tmp_path / "cache" / "short.json").write_text(json.dumps(data))
+    old_short = cache.get("short.json")
+    assert old_short is not None and old_short.fresh(NOW + 199) and not old_short.fresh(NOW + 201)
+    hour = creds()
     assert hour.valid(NOW + 3600 - 31) and not hour.valid(NOW + 3600 - 29)
+
+
+def test_entries_of_one_board_share_its_refresh_fraction(tmp_path: Path) -> None:
+    """Fetched credentials get the board's fraction of the window, drawn once into jitter.json:
+    hop 1 and hop 2 fetched together refresh together; clearing the cache draws again."""
+    cache = make(tmp_path)
+    iot, sts = creds(token="iot"), creds(token="sts")
+    cache.put("iot.json", iot)
+    cache.put("sts.json", sts)
+    fraction = json.loads((tmp_path / "cache" / "jitter.json").read_text())["fraction"]
+    assert 0.0 <= fraction < 1.0
+    assert iot.refresh_at() == sts.refresh_at() == ii.refresh_point(NOW, NOW + 3600, lambda: fraction)
+    later = creds(expiration=NOW + 7200, issued=NOW + 3600)
+    cache.put("iot.json", later)
+    assert later.refresh_at() == ii.refresh_point(NOW + 3600, NOW + 7200, lambda: fraction)
+    (tmp_path / "cache" / "jitter.json").write_text('{"fraction": 7}')  # foreign: drawn again
+    cache.put("x.json", creds())
+    assert 0.0 <= json.loads((tmp_path / "cache" / "jitter.json").read_text())["fraction"] < 1.0
 
 
 def test_lock_serialises_and_is_bounded(tmp_path: Path) -> None:
@@ -132,7 +165,7 @@ def test_clear_removes_entries_and_locks(tmp_path: Path) -> None:
     cache.put("a.json", creds())
     with cache.lock("a.json", time.monotonic() + 20):
         pass
-    assert cache.clear() == 2
+    assert cache.clear() == 3, "the entry, its lock and the board's refresh fraction"
     assert not list((tmp_path / "cache").iterdir())
 
 

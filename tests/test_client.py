@@ -90,7 +90,7 @@ def test_throttles_are_retried_with_backoff_and_retry_after(config: Callable[...
     sleeps: list[float] = []
     result = client(config(), transport, sleeps).invoke("dev", b"{}")
     assert result.payload == b'"ok"' and transport.count("iot") == 3
-    assert sleeps[0] == 3.0  # Retry-After wins over the smaller jittered backoff
+    assert sleeps[0] == 3.0 + 0.5 * 0.4  # Retry-After, then the jittered backoff on top (retry_delay)
     assert 0 < sleeps[1] <= ii.BACKOFF_CAP_S
 
 
@@ -100,7 +100,7 @@ def test_a_retry_after_beyond_the_budget_is_not_slept(config: Callable[..., ii.C
     with pytest.raises(ii.IotInvokeError) as info:
         client(config(), transport, sleeps).invoke("dev", b"{}")
     assert (info.value.exit_code, sleeps, transport.count("iot")) == (ii.EX_TEMPFAIL, [], 1)
-    assert info.value.retry_after == 3600  # handed to the caller as AWS said it
+    assert info.value.retry_after == 3600 + 61  # AWS's wait, then caller_wait's jitter (1 + 0.5 * 120)
 
 
 @pytest.mark.parametrize(

@@ -51,7 +51,7 @@ def test_healthy_two_hop_and_one_hop(aws: StandIn, tmp_path: Path) -> None:
     aws.reset_counts()
     ok = doctor(aws, tmp_path, "dev")
     assert ok.code == 0 and ok.stderr == ""
-    assert report(ok) == {"config": "ok", "files": "ok", "hop 1": "ok", "clock": "ok", "identity": "ok",
+    assert report(ok) == {"config": "ok", "cache": "ok", "files": "ok", "hop 1": "ok", "clock": "ok", "identity": "ok",
                           "hop 2": "ok", "hop 3": "ok"}
     assert "assumed-role/iotinvoke-device/" in ok.stdout.decode()
     direct = doctor(aws, tmp_path, "direct")
