@@ -1156,6 +1156,10 @@ class _Transport:
                 raise _Unreadable("the answer is %s-encoded, though identity was asked for" % _short(encoding, 40),
                                   "answer-encoded")
             data = _read_bounded(response, max_bytes)
+            if expired:
+                # Shut by the deadline: http.client may take the cut for the end of the headers
+                # and hand over an empty "200"; whatever was read is not the answer.
+                raise TimeoutError("deadline")
             if len(data) > max_bytes:
                 raise _Unreadable("the answer is larger than %d bytes" % max_bytes, "answer-too-large")
             length = response.headers.get("Content-Length")
