@@ -2212,7 +2212,8 @@ class Client:
         if cached is None or not cached.fresh(self.now()):
             cached = self._cache.get(key)
         if cached is not None and cached.fresh(self.now()) and cached.token != refused:
-            self._log("cache: %s fresh until its refresh point, %s" % (key[:3], _iso8601(cached.expiration)))
+            self._log("cache: %s fresh until %s, then refreshed (expires %s)" % (
+                key[:3], _iso8601(cached.refresh_at()), _iso8601(cached.expiration)))
             self._memory[key] = cached
             return cached
         self._log("cache: %s %s" % (key[:3], "refused by AWS" if refused else "absent" if cached is None else "due for refresh"))

@@ -280,7 +280,7 @@ def test_verbose_says_what_happens(aws: StandIn, cache: Path) -> None:
     assert result.lines[0] == f"iotinvoke: config: {aws.config_path}"
     assert result.lines[1:3] == ["iotinvoke: cache: sts absent", "iotinvoke: cache: iot absent"]
     warm = call(aws, cache, "-v", "dev", "{}")
-    assert warm.lines[1].startswith("iotinvoke: cache: sts fresh until its refresh point")
+    assert warm.lines[1].startswith("iotinvoke: cache: sts fresh until ")
     assert [line.split(":")[1].strip() for line in warm.lines] == ["config", "cache", "lambda"]
 
 
