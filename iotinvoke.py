@@ -461,19 +461,23 @@ def find_config(path: str | None = None, environ: Mapping[str, str] = os.environ
 
 def load_config(path: str | None = None, environ: Mapping[str, str] = os.environ) -> Config:
     """Read and validate the INI configuration; every problem is a ConfigError naming its place."""
-    import configparser
-
     path = find_config(path, environ)
-    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";", "#"))
     try:
         with open(path, encoding="utf-8") as f:
-            parser.read_file(f)
+            lines = list(f)  # decoded line by line, as configparser reads a file
     except FileNotFoundError:
         raise ConfigError("configuration file not found", path) from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError("cannot read the configuration file: %s" % _os_reason(e), path) from None
-    except configparser.Error as e:
-        raise ConfigError("not a valid INI file: %s" % " ".join(str(e).split()), path) from None
+    parser: Any = _read_plain_ini(lines)
+    if parser is None:
+        import configparser
+
+        parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";", "#"))
+        try:
+            parser.read_file(lines, source=path)
+        except configparser.Error as e:
+            raise ConfigError("not a valid INI file: %s" % " ".join(str(e).split()), path) from None
 
     folder = os.path.dirname(os.path.abspath(path))
     config = Config(path)
@@ -532,6 +536,74 @@ def load_config(path: str | None = None, environ: Mapping[str, str] = os.environ
         _check_keys(section, _ENV_KEYS | _ENDPOINT_KEYS, defaults, path, name)
         config.environments[name] = _environment(name, section, config, environ, relative, path)
     return config
+
+
+class _PlainIni:
+    """The part of configparser.ConfigParser's interface that load_config uses."""
+
+    def __init__(self, defaults: dict[str, str], sections: dict[str, dict[str, str]]) -> None:
+        self._defaults = defaults
+        self._sections = sections
+
+    def defaults(self) -> dict[str, str]:
+        return self._defaults
+
+    def has_section(self, name: str) -> bool:
+        return name in self._sections
+
+    def sections(self) -> list[str]:
+        return list(self._sections)
+
+    def __getitem__(self, name: str) -> dict[str, str]:
+        # Like configparser's section proxy: the section's own keys first, then [DEFAULT]'s.
+        merged = dict(self._sections[name])
+        for key, value in self._defaults.items():
+            merged.setdefault(key, value)
+        return merged
+
+
+_INI_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+def _read_plain_ini(lines: list[str]) -> _PlainIni | None:
+    """Read the plain INI that iotinvoke's files hold (sections, `key = value`, comments) exactly
+    as configparser would, without importing it (9 M instructions of every call). None for
+    anything else (indented or continued lines, unusual names, duplicates, a `;`/`#` not after
+    a space): configparser then reads the file, with the same result or its own error message."""
+    defaults: dict[str, str] = {}
+    sections: dict[str, dict[str, str]] = {}
+    section: dict[str, str] | None = None
+    section_name = ""
+    seen: set[tuple[str, str]] = set()
+    for line in lines:
+        if not line.strip() or line[0] in "#;":
+            continue
+        if line[0].isspace():
+            return None
+        # configparser's inline comments: ";" or "#" after whitespace; its search for a later
+        # one after an earlier one that is not a comment is not reproduced here.
+        semicolon, hash_ = line.find(";"), line.find("#")
+        cut = min(i for i in (semicolon, hash_, len(line)) if i >= 0)
+        if cut < len(line) and not line[cut - 1].isspace():
+            return None
+        value = line[:cut].strip()
+        if value[0] == "[":
+            name = value[1:-1]
+            if value[-1] != "]" or not name or not _INI_NAME_CHARS.issuperset(name) or name in sections:
+                return None
+            section_name = name
+            section = defaults if name == "DEFAULT" else sections.setdefault(name, {})
+            continue
+        equals, colon = value.find("="), value.find(":")
+        delimiter = min(i for i in (equals, colon, len(value)) if i >= 0)
+        key = value[:delimiter].rstrip().lower()
+        if section is None or delimiter == len(value) or not key or not _INI_NAME_CHARS.issuperset(key):
+            return None
+        if (section_name, key) in seen:
+            return None
+        seen.add((section_name, key))
+        section[key] = value[delimiter + 1 :].strip()
+    return _PlainIni(defaults, sections)
 
 
 def _environment(
