@@ -24,6 +24,8 @@ from cryptography.x509.oid import NameOID
 
 import iotinvoke
 
+pytestmark = pytest.mark.in_process  # never starts the CLI: not run again with the CLI on Python 3.9
+
 HOST = "lambda.ap-northeast-1.amazonaws.com"
 # What Amazon Trust Services asks a custom trust store to hold (https://www.amazontrust.com/repository/),
 # as certifi's bundle labels them.
