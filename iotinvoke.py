@@ -13,7 +13,8 @@ Three HTTPS calls, no AWS keys on the device:
 Credentials are cached on disk between calls (one process per call is the normal use), so a
 warm call makes only the third request. The exit status follows sysexits.h; see EXIT_CODES.
 
-Runtime dependencies: urllib3, botocore (its SigV4 signer only) and certifi. Python 3.9+.
+Runtime dependencies: urllib3 and botocore (its SigV4 signer only); the default trust anchors,
+Amazon Trust Services' roots, are built in (certifi's full bundle is one `ca` setting away). Python 3.9+.
 """
 from __future__ import annotations
 
@@ -407,7 +408,7 @@ class Environment:
     duration_seconds: int | None
     sts_endpoint: str
     lambda_endpoint: str
-    ca_bundle: str | None  # CA file for hops 2 and 3; None: certifi's bundle
+    ca_bundle: str | None  # CA file for hops 2 and 3; None: the default trust (_default_trust)
     ca_bundle_source: str  # where ca_bundle came from, for error messages
     idempotent: bool  # the owner says running the function twice is harmless: re-send what may have run
 
@@ -460,19 +461,23 @@ def find_config(path: str | None = None, environ: Mapping[str, str] = os.environ
 
 def load_config(path: str | None = None, environ: Mapping[str, str] = os.environ) -> Config:
     """Read and validate the INI configuration; every problem is a ConfigError naming its place."""
-    import configparser
-
     path = find_config(path, environ)
-    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";", "#"))
     try:
         with open(path, encoding="utf-8") as f:
-            parser.read_file(f)
+            lines = list(f)  # decoded line by line, as configparser reads a file
     except FileNotFoundError:
         raise ConfigError("configuration file not found", path) from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError("cannot read the configuration file: %s" % _os_reason(e), path) from None
-    except configparser.Error as e:
-        raise ConfigError("not a valid INI file: %s" % " ".join(str(e).split()), path) from None
+    parser: Any = _read_plain_ini(lines)
+    if parser is None:
+        import configparser
+
+        parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";", "#"))
+        try:
+            parser.read_file(lines, source=path)
+        except configparser.Error as e:
+            raise ConfigError("not a valid INI file: %s" % " ".join(str(e).split()), path) from None
 
     folder = os.path.dirname(os.path.abspath(path))
     config = Config(path)
@@ -531,6 +536,74 @@ def load_config(path: str | None = None, environ: Mapping[str, str] = os.environ
         _check_keys(section, _ENV_KEYS | _ENDPOINT_KEYS, defaults, path, name)
         config.environments[name] = _environment(name, section, config, environ, relative, path)
     return config
+
+
+class _PlainIni:
+    """The part of configparser.ConfigParser's interface that load_config uses."""
+
+    def __init__(self, defaults: dict[str, str], sections: dict[str, dict[str, str]]) -> None:
+        self._defaults = defaults
+        self._sections = sections
+
+    def defaults(self) -> dict[str, str]:
+        return self._defaults
+
+    def has_section(self, name: str) -> bool:
+        return name in self._sections
+
+    def sections(self) -> list[str]:
+        return list(self._sections)
+
+    def __getitem__(self, name: str) -> dict[str, str]:
+        # Like configparser's section proxy: the section's own keys first, then [DEFAULT]'s.
+        merged = dict(self._sections[name])
+        for key, value in self._defaults.items():
+            merged.setdefault(key, value)
+        return merged
+
+
+_INI_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+def _read_plain_ini(lines: list[str]) -> _PlainIni | None:
+    """Read the plain INI that iotinvoke's files hold (sections, `key = value`, comments) exactly
+    as configparser would, without importing it (9 M instructions of every call). None for
+    anything else (indented or continued lines, unusual names, duplicates, a `;`/`#` not after
+    a space): configparser then reads the file, with the same result or its own error message."""
+    defaults: dict[str, str] = {}
+    sections: dict[str, dict[str, str]] = {}
+    section: dict[str, str] | None = None
+    section_name = ""
+    seen: set[tuple[str, str]] = set()
+    for line in lines:
+        if not line.strip() or line[0] in "#;":
+            continue
+        if line[0].isspace():
+            return None
+        # configparser's inline comments: ";" or "#" after whitespace; its search for a later
+        # one after an earlier one that is not a comment is not reproduced here.
+        semicolon, hash_ = line.find(";"), line.find("#")
+        cut = min(i for i in (semicolon, hash_, len(line)) if i >= 0)
+        if cut < len(line) and not line[cut - 1].isspace():
+            return None
+        value = line[:cut].strip()
+        if value[0] == "[":
+            name = value[1:-1]
+            if value[-1] != "]" or not name or not _INI_NAME_CHARS.issuperset(name) or name in sections:
+                return None
+            section_name = name
+            section = defaults if name == "DEFAULT" else sections.setdefault(name, {})
+            continue
+        equals, colon = value.find("="), value.find(":")
+        delimiter = min(i for i in (equals, colon, len(value)) if i >= 0)
+        key = value[:delimiter].rstrip().lower()
+        if section is None or delimiter == len(value) or not key or not _INI_NAME_CHARS.issuperset(key):
+            return None
+        if (section_name, key) in seen:
+            return None
+        seen.add((section_name, key))
+        section[key] = value[delimiter + 1 :].strip()
+    return _PlainIni(defaults, sections)
 
 
 def _environment(
@@ -1368,6 +1441,130 @@ def _proxy_for(url: str, environ: Mapping[str, str] = os.environ) -> tuple[str, 
     return "%s://%s" % (parts.scheme, parts.netloc.rpartition("@")[2]), auth
 
 
+# The default trust anchors, used when none of ca, ca_bundle and AWS_CA_BUNDLE is set: the five
+# roots of Amazon Trust Services, which AWS recommends a custom trust store to hold
+# (https://www.amazontrust.com/repository/). The AWS IoT credentials provider (like every ATS
+# endpoint of AWS IoT Core: https://docs.aws.amazon.com/iot/latest/developerguide/server-authentication.html)
+# and the STS and Lambda endpoints present chains to Amazon Root CA 1-4, cross-signed by the
+# Starfield Services root. Parsing these five costs about 9 M instructions per call; certifi's
+# whole bundle (about 120 roots, plus importing certifi) costs about 270 M. The certificates are
+# public; tests/test_trust.py checks that each is, byte for byte, the one in certifi's bundle.
+_AMAZON_ROOTS = (
+    # Amazon Root CA 1 (RSA 2048, valid until 2038-01-17), SHA-256 8ecde6884f3d87b1125ba31ac3fcb13d7016de7f57cc904fe1cb97c6ae98196e
+    "-----BEGIN CERTIFICATE-----\n"
+    "MIIDQTCCAimgAwIBAgITBmyfz5m/jAo54vB4ikPmljZbyjANBgkqhkiG9w0BAQsF\n"
+    "ADA5MQswCQYDVQQGEwJVUzEPMA0GA1UEChMGQW1hem9uMRkwFwYDVQQDExBBbWF6\n"
+    "b24gUm9vdCBDQSAxMB4XDTE1MDUyNjAwMDAwMFoXDTM4MDExNzAwMDAwMFowOTEL\n"
+    "MAkGA1UEBhMCVVMxDzANBgNVBAoTBkFtYXpvbjEZMBcGA1UEAxMQQW1hem9uIFJv\n"
+    "b3QgQ0EgMTCCASIwDQYJKoZIhvcNAQEBBQADggEPADCCAQoCggEBALJ4gHHKeNXj\n"
+    "ca9HgFB0fW7Y14h29Jlo91ghYPl0hAEvrAIthtOgQ3pOsqTQNroBvo3bSMgHFzZM\n"
+    "9O6II8c+6zf1tRn4SWiw3te5djgdYZ6k/oI2peVKVuRF4fn9tBb6dNqcmzU5L/qw\n"
+    "IFAGbHrQgLKm+a/sRxmPUDgH3KKHOVj4utWp+UhnMJbulHheb4mjUcAwhmahRWa6\n"
+    "VOujw5H5SNz/0egwLX0tdHA114gk957EWW67c4cX8jJGKLhD+rcdqsq08p8kDi1L\n"
+    "93FcXmn/6pUCyziKrlA4b9v7LWIbxcceVOF34GfID5yHI9Y/QCB/IIDEgEw+OyQm\n"
+    "jgSubJrIqg0CAwEAAaNCMEAwDwYDVR0TAQH/BAUwAwEB/zAOBgNVHQ8BAf8EBAMC\n"
+    "AYYwHQYDVR0OBBYEFIQYzIU07LwMlJQuCFmcx7IQTgoIMA0GCSqGSIb3DQEBCwUA\n"
+    "A4IBAQCY8jdaQZChGsV2USggNiMOruYou6r4lK5IpDB/G/wkjUu0yKGX9rbxenDI\n"
+    "U5PMCCjjmCXPI6T53iHTfIUJrU6adTrCC2qJeHZERxhlbI1Bjjt/msv0tadQ1wUs\n"
+    "N+gDS63pYaACbvXy8MWy7Vu33PqUXHeeE6V/Uq2V8viTO96LXFvKWlJbYK8U90vv\n"
+    "o/ufQJVtMVT8QtPHRh8jrdkPSHCa2XV4cdFyQzR1bldZwgJcJmApzyMZFo6IQ6XU\n"
+    "5MsI+yMRQ+hDKXJioaldXgjUkK642M4UwtBV8ob2xJNDd2ZhwLnoQdeXeGADbkpy\n"
+    "rqXRfboQnoZsG4q5WTP468SQvvG5\n"
+    "-----END CERTIFICATE-----\n"
+    # Amazon Root CA 2 (RSA 4096, valid until 2040-05-26), SHA-256 1ba5b2aa8c65401a82960118f80bec4f62304d83cec4713a19c39c011ea46db4
+    "-----BEGIN CERTIFICATE-----\n"
+    "MIIFQTCCAymgAwIBAgITBmyf0pY1hp8KD+WGePhbJruKNzANBgkqhkiG9w0BAQwF\n"
+    "ADA5MQswCQYDVQQGEwJVUzEPMA0GA1UEChMGQW1hem9uMRkwFwYDVQQDExBBbWF6\n"
+    "b24gUm9vdCBDQSAyMB4XDTE1MDUyNjAwMDAwMFoXDTQwMDUyNjAwMDAwMFowOTEL\n"
+    "MAkGA1UEBhMCVVMxDzANBgNVBAoTBkFtYXpvbjEZMBcGA1UEAxMQQW1hem9uIFJv\n"
+    "b3QgQ0EgMjCCAiIwDQYJKoZIhvcNAQEBBQADggIPADCCAgoCggIBAK2Wny2cSkxK\n"
+    "gXlRmeyKy2tgURO8TW0G/LAIjd0ZEGrHJgw12MBvIITplLGbhQPDW9tK6Mj4kHbZ\n"
+    "W0/jTOgGNk3Mmqw9DJArktQGGWCsN0R5hYGCrVo34A3MnaZMUnbqQ523BNFQ9lXg\n"
+    "1dKmSYXpN+nKfq5clU1Imj+uIFptiJXZNLhSGkOQsL9sBbm2eLfq0OQ6PBJTYv9K\n"
+    "8nu+NQWpEjTj82R0Yiw9AElaKP4yRLuH3WUnAnE72kr3H9rN9yFVkE8P7K6C4Z9r\n"
+    "2UXTu/Bfh+08LDmG2j/e7HJV63mjrdvdfLC6HM783k81ds8P+HgfajZRRidhW+me\n"
+    "z/CiVX18JYpvL7TFz4QuK/0NURBs+18bvBt+xa47mAExkv8LV/SasrlX6avvDXbR\n"
+    "8O70zoan4G7ptGmh32n2M8ZpLpcTnqWHsFcQgTfJU7O7f/aS0ZzQGPSSbtqDT6Zj\n"
+    "mUyl+17vIWR6IF9sZIUVyzfpYgwLKhbcAS4y2j5L9Z469hdAlO+ekQiG+r5jqFoz\n"
+    "7Mt0Q5X5bGlSNscpb/xVA1wf+5+9R+vnSUeVC06JIglJ4PVhHvG/LopyboBZ/1c6\n"
+    "+XUyo05f7O0oYtlNc/LMgRdg7c3r3NunysV+Ar3yVAhU/bQtCSwXVEqY0VThUWcI\n"
+    "0u1ufm8/0i2BWSlmy5A5lREedCf+3euvAgMBAAGjQjBAMA8GA1UdEwEB/wQFMAMB\n"
+    "Af8wDgYDVR0PAQH/BAQDAgGGMB0GA1UdDgQWBBSwDPBMMPQFWAJI/TPlUq9LhONm\n"
+    "UjANBgkqhkiG9w0BAQwFAAOCAgEAqqiAjw54o+Ci1M3m9Zh6O+oAA7CXDpO8Wqj2\n"
+    "LIxyh6mx/H9z/WNxeKWHWc8w4Q0QshNabYL1auaAn6AFC2jkR2vHat+2/XcycuUY\n"
+    "+gn0oJMsXdKMdYV2ZZAMA3m3MSNjrXiDCYZohMr/+c8mmpJ5581LxedhpxfL86kS\n"
+    "k5Nrp+gvU5LEYFiwzAJRGFuFjWJZY7attN6a+yb3ACfAXVU3dJnJUH/jWS5E4ywl\n"
+    "7uxMMne0nxrpS10gxdr9HIcWxkPo1LsmmkVwXqkLN1PiRnsn/eBG8om3zEK2yygm\n"
+    "btmlyTrIQRNg91CMFa6ybRoVGld45pIq2WWQgj9sAq+uEjonljYE1x2igGOpm/Hl\n"
+    "urR8FLBOybEfdF849lHqm/osohHUqS0nGkWxr7JOcQ3AWEbWaQbLU8uz/mtBzUF+\n"
+    "fUwPfHJ5elnNXkoOrJupmHN5fLT0zLm4BwyydFy4x2+IoZCn9Kr5v2c69BoVYh63\n"
+    "n749sSmvZ6ES8lgQGVMDMBu4Gon2nL2XA46jCfMdiyHxtN/kHNGfZQIG6lzWE7OE\n"
+    "76KlXIx3KadowGuuQNKotOrN8I1LOJwZmhsoVLiJkO/KdYE+HvJkJMcYr07/R54H\n"
+    "9jVlpNMKVv/1F2Rs76giJUmTtt8AF9pYfl3uxRuw0dFfIRDH+fO6AgonB8Xx1sfT\n"
+    "4PsJYGw=\n"
+    "-----END CERTIFICATE-----\n"
+    # Amazon Root CA 3 (EC P-256, valid until 2040-05-26), SHA-256 18ce6cfe7bf14e60b2e347b8dfe868cb31d02ebb3ada271569f50343b46db3a4
+    "-----BEGIN CERTIFICATE-----\n"
+    "MIIBtjCCAVugAwIBAgITBmyf1XSXNmY/Owua2eiedgPySjAKBggqhkjOPQQDAjA5\n"
+    "MQswCQYDVQQGEwJVUzEPMA0GA1UEChMGQW1hem9uMRkwFwYDVQQDExBBbWF6b24g\n"
+    "Um9vdCBDQSAzMB4XDTE1MDUyNjAwMDAwMFoXDTQwMDUyNjAwMDAwMFowOTELMAkG\n"
+    "A1UEBhMCVVMxDzANBgNVBAoTBkFtYXpvbjEZMBcGA1UEAxMQQW1hem9uIFJvb3Qg\n"
+    "Q0EgMzBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABCmXp8ZBf8ANm+gBG1bG8lKl\n"
+    "ui2yEujSLtf6ycXYqm0fc4E7O5hrOXwzpcVOho6AF2hiRVd9RFgdszflZwjrZt6j\n"
+    "QjBAMA8GA1UdEwEB/wQFMAMBAf8wDgYDVR0PAQH/BAQDAgGGMB0GA1UdDgQWBBSr\n"
+    "ttvXBp43rDCGB5Fwx5zEGbF4wDAKBggqhkjOPQQDAgNJADBGAiEA4IWSoxe3jfkr\n"
+    "BqWTrBqYaGFy+uGh0PsceGCmQ5nFuMQCIQCcAu/xlJyzlvnrxir4tiz+OpAUFteM\n"
+    "YyRIHN8wfdVoOw==\n"
+    "-----END CERTIFICATE-----\n"
+    # Amazon Root CA 4 (EC P-384, valid until 2040-05-26), SHA-256 e35d28419ed02025cfa69038cd623962458da5c695fbdea3c22b0bfb25897092
+    "-----BEGIN CERTIFICATE-----\n"
+    "MIIB8jCCAXigAwIBAgITBmyf18G7EEwpQ+Vxe3ssyBrBDjAKBggqhkjOPQQDAzA5\n"
+    "MQswCQYDVQQGEwJVUzEPMA0GA1UEChMGQW1hem9uMRkwFwYDVQQDExBBbWF6b24g\n"
+    "Um9vdCBDQSA0MB4XDTE1MDUyNjAwMDAwMFoXDTQwMDUyNjAwMDAwMFowOTELMAkG\n"
+    "A1UEBhMCVVMxDzANBgNVBAoTBkFtYXpvbjEZMBcGA1UEAxMQQW1hem9uIFJvb3Qg\n"
+    "Q0EgNDB2MBAGByqGSM49AgEGBSuBBAAiA2IABNKrijdPo1MN/sGKe0uoe0ZLY7Bi\n"
+    "9i0b2whxIdIA6GO9mif78DluXeo9pcmBqqNbIJhFXRbb/egQbeOc4OO9X4Ri83Bk\n"
+    "M6DLJC9wuoihKqB1+IGuYgbEgds5bimwHvouXKNCMEAwDwYDVR0TAQH/BAUwAwEB\n"
+    "/zAOBgNVHQ8BAf8EBAMCAYYwHQYDVR0OBBYEFNPsxzplbszh2naaVvuc84ZtV+WB\n"
+    "MAoGCCqGSM49BAMDA2gAMGUCMDqLIfG9fhGt0O9Yli/W651+kI0rz2ZVwyzjKKlw\n"
+    "CkcO8DdZEv8tmZQoTipPNU0zWgIxAOp1AE47xDqUEpHJWEadIRNyp4iciuRMStuW\n"
+    "1KyLa2tJElMzrdfkviT8tQp21KW8EA==\n"
+    "-----END CERTIFICATE-----\n"
+    # Starfield Services Root Certificate Authority - G2 (RSA 2048, valid until 2037-12-31), SHA-256 568d6905a2c88708a4b3025190edcfedb1974a606a13c6e5290fcb2ae63edab5
+    "-----BEGIN CERTIFICATE-----\n"
+    "MIID7zCCAtegAwIBAgIBADANBgkqhkiG9w0BAQsFADCBmDELMAkGA1UEBhMCVVMx\n"
+    "EDAOBgNVBAgTB0FyaXpvbmExEzARBgNVBAcTClNjb3R0c2RhbGUxJTAjBgNVBAoT\n"
+    "HFN0YXJmaWVsZCBUZWNobm9sb2dpZXMsIEluYy4xOzA5BgNVBAMTMlN0YXJmaWVs\n"
+    "ZCBTZXJ2aWNlcyBSb290IENlcnRpZmljYXRlIEF1dGhvcml0eSAtIEcyMB4XDTA5\n"
+    "MDkwMTAwMDAwMFoXDTM3MTIzMTIzNTk1OVowgZgxCzAJBgNVBAYTAlVTMRAwDgYD\n"
+    "VQQIEwdBcml6b25hMRMwEQYDVQQHEwpTY290dHNkYWxlMSUwIwYDVQQKExxTdGFy\n"
+    "ZmllbGQgVGVjaG5vbG9naWVzLCBJbmMuMTswOQYDVQQDEzJTdGFyZmllbGQgU2Vy\n"
+    "dmljZXMgUm9vdCBDZXJ0aWZpY2F0ZSBBdXRob3JpdHkgLSBHMjCCASIwDQYJKoZI\n"
+    "hvcNAQEBBQADggEPADCCAQoCggEBANUMOsQq+U7i9b4Zl1+OiFOxHz/Lz58gE20p\n"
+    "OsgPfTz3a3Y4Y9k2YKibXlwAgLIvWX/2h/klQ4bnaRtSmpDhcePYLQ1Ob/bISdm2\n"
+    "8xpWriu2dBTrz/sm4xq6HZYuajtYlIlHVv8loJNwU4PahHQUw2eeBGg6345AWh1K\n"
+    "Ts9DkTvnVtYAcMtS7nt9rjrnvDH5RfbCYM8TWQIrgMw0R9+53pBlbQLPLJGmpufe\n"
+    "hRhJfGZOozptqbXuNC66DQO4M99H67FrjSXZm86B0UVGMpZwh94CDklDhbZsc7tk\n"
+    "6mFBrMnUVN+HL8cisibMn1lUaJ/8viovxFUcdUBgF4UCVTmLfwUCAwEAAaNCMEAw\n"
+    "DwYDVR0TAQH/BAUwAwEB/zAOBgNVHQ8BAf8EBAMCAQYwHQYDVR0OBBYEFJxfAN+q\n"
+    "AdcwKziIorhtSpzyEZGDMA0GCSqGSIb3DQEBCwUAA4IBAQBLNqaEd2ndOxmfZyMI\n"
+    "bw5hyf2E3F/YNoHN2BtBLZ9g3ccaaNnRbobhiCPPE95Dz+I0swSdHynVv/heyNXB\n"
+    "ve6SbzJ08pGCL72CQnqtKrcgfU28elUSwhXqvfdqlS5sdJ/PHLTyxQGjhdByPq1z\n"
+    "qwubdQxtRbeOlKyWN7Wg0I8VRw7j6IPdj/3vQQF3zCepYoUz8jcI73HPdwbeyBkd\n"
+    "iEDPfUYd/x7H4c7/I9vG+o1VTqkC50cRRj70/b17KSa7qWFiNyi2LSr2EIZkyXCn\n"
+    "0q23KXB56jzaYyWf/Wi3MOxw+3WKt21gZ7IeyLnp2KhvAotnDU0mV3HaIPzBSlCN\n"
+    "sSi6\n"
+    "-----END CERTIFICATE-----\n"
+)
+_AMAZON_ROOTS_SOURCE = "Amazon Root CA 1-4 and Starfield Services Root G2 (built in)"
+
+
+def _default_trust() -> tuple[str, str]:
+    """The trust used when no CA file is configured: (PEM text for SSLContext's cadata, where it
+    comes from, for messages such as "default trust: Amazon Root CA 1-4 ... (built in)")."""
+    return _AMAZON_ROOTS, _AMAZON_ROOTS_SOURCE
+
+
 def _ssl_context(
     ca: str | None,
     client_cert: tuple[str, str] | None,
@@ -1380,10 +1577,6 @@ def _ssl_context(
     the verified server certificate right after each handshake, before anything is sent."""
     import ssl
 
-    if ca is None:
-        import certifi
-
-        ca = certifi.where()
     context_class: Any = ssl.SSLContext
     if ip_host is not None:
 
@@ -1396,7 +1589,10 @@ def _ssl_context(
         context_class = _BoundContext
     try:
         context = context_class(ssl.PROTOCOL_TLS_CLIENT)  # verifies the chain and the host name
-        context.load_verify_locations(cafile=ca)
+        if ca is None:
+            context.load_verify_locations(cadata=_default_trust()[0])
+        else:
+            context.load_verify_locations(cafile=ca)
     except (OSError, ssl.SSLError) as e:
         raise IotInvokeError("cannot read the CA file %s: %s" % (ca, _os_reason(e)), EX_NOINPUT, "config",
                              reason="ca-file-unreadable") from None

@@ -132,3 +132,63 @@ def test_config_loader_total(tmp_path_factory: object, lines: list[str]) -> None
             assert config.iot_endpoint.startswith("https://") and config.role_alias
             for env in config.environments.values():
                 assert env.region and env.lambda_endpoint.startswith("https://")
+
+
+plain_ini_lines = st.lists(
+    st.one_of(
+        st.sampled_from(["[iot]", "[dev]", "[Dev]", "[DEFAULT]", "[a b]", "[x]y", "[]", "", "   ", ";c", "#c",
+                         "  ;c", "  k = continued", "\tmore", "k", "= v", "[dev] ; c"]),
+        st.tuples(
+            st.sampled_from(["function", "Role_Arn", "ca", "ca_bundle", "a.b-c", "k k", "k\u00e9", ""]),
+            st.sampled_from([" = ", "=", ": ", " :", " = x:", "\t=\t"]),
+            st.text(alphabet="ab :=;#[]\t\u00a0\u00e9", max_size=12),
+        ).map("".join),
+    ),
+    max_size=12,
+).flatmap(lambda lines: st.sampled_from(["[iot]", "[DEFAULT]", "[Dev]", ""]).map(lambda head: [head] + lines))
+
+
+@SETTINGS
+@given(plain_ini_lines)
+def test_plain_ini_reader_agrees_with_configparser(lines: list[str]) -> None:
+    """Whatever _read_plain_ini accepts, configparser reads the same; what it refuses goes to
+    configparser (whose result or error message load_config then uses)."""
+    import configparser
+
+    text_lines = [line + "\n" for line in lines]
+    plain = ii._read_plain_ini(text_lines)
+    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";", "#"))
+    try:
+        parser.read_file(text_lines, source="x.ini")
+    except configparser.Error:
+        assert plain is None
+        return
+    if plain is None:
+        return
+    assert plain.defaults() == dict(parser.defaults())
+    assert plain.sections() == parser.sections()
+    for name in parser.sections():
+        assert plain.has_section(name)
+        assert list(plain[name].items()) == list(parser[name].items())
+
+
+def test_the_usual_configuration_is_read_without_configparser(tmp_path: Path) -> None:
+    """The README's layout (inline comments, [DEFAULT], several environments) takes the fast path."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "iotinvoke.ini"
+    path.write_text(
+        "# devices of line 3\n[DEFAULT]\nca_bundle = ca.pem\n\n[iot]\n"
+        "endpoint = c2abcdexample.credentials.iot.ap-northeast-1.amazonaws.com  ; describe-endpoint\n"
+        "role_alias = ADCCrossAccountTestAlias\ncert = cert.pem.crt\nkey = private.pem.key\n"
+        "thing_name = edge-0001        # sent as x-amzn-iot-thingname\n\n[dev]\n"
+        "function = arn:aws:lambda:ap-northeast-1:111111111111:function:ADCCrossAccountTest\n"
+        "role_arn = arn:aws:iam::111111111111:role/iotinvoke-dev   ; absent: one-hop mode\n"
+        "[stg]\nfunction = 111111111111:function:f-stg\nregion: ap-northeast-1\n", encoding="utf-8")
+    assert ii._read_plain_ini(path.read_text(encoding="utf-8").splitlines(keepends=True)) is not None
+    code = ("import sys, iotinvoke; c = iotinvoke.load_config(sys.argv[1], environ={}); "
+            "print(sorted(c.environments), c.environments['stg'].region, 'configparser' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
+                          cwd=Path(ii.__file__).parent, check=True)
+    assert done.stdout.split() == ["['dev',", "'stg']", "ap-northeast-1", "False"], done.stdout
