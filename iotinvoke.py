@@ -2020,7 +2020,7 @@ def _connect_error(hop: str, url: str, error: BaseException, mutual: bool, ca: s
                 "NTP: timedatectl status); retry once the clock is set" % (
                     host, "not yet valid" if code == 9 else "expired", _iso8601(time.time())),
                 EX_TEMPFAIL, hop, reason="clock-wrong", retry_after=CLOCK_WAIT_S)
-        source = "%s (%s)" % (ca, ca_source) if ca else ca_source or "the default trust store"
+        source = "%s (%s)" % (ca, ca_source) if ca else "the default trust, " + _default_trust()[1]
         return IotInvokeError(
             "the server certificate of %s is not trusted by %s: %s" % (host, source, _short(detail, 120)),
             EX_UNAVAILABLE, hop, reason="tls-untrusted")
@@ -3504,7 +3504,7 @@ def _diagnosis(e: IotInvokeError, client: Client, env: Environment, caller_role:
                     "the function's owner: aws lambda get-function --function-name %s" % env.function)
         return ("see the error above", EXIT_CODES.get(e.exit_code, ""))
     config = client.config
-    ca = (env.ca_bundle or "the default trust") if e.hop != "iot" else (config.ca or "the default trust")
+    ca = (env.ca_bundle if e.hop != "iot" else config.ca) or "the default trust, " + _default_trust()[1]
     fields = {
         "cert_id": _certificate_id(config.cert) or "<id>",
         "alias": config.role_alias,
