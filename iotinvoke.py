@@ -15,6 +15,16 @@ warm call makes only the third request. The exit status follows sysexits.h; see 
 
 Runtime dependencies: urllib3 and botocore (its SigV4 signer only); the default trust anchors,
 Amazon Trust Services' roots, are built in (certifi's full bundle is one `ca` setting away). Python 3.9+.
+
+The module reads top to bottom:
+
+- exit statuses and limits: the contract with C callers, and every number with its unit;
+- the public API: IotInvokeError and ConfigError, Config and load_config, the refresh and retry
+  policy, Credentials, InvokeResult and Client;
+- internals: the errors that steer retries, the table that decides what each AWS answer means,
+  reading the configuration, the on-disk cache, the HTTP transport and what a failed connection
+  means, device keys in hardware, SigV4 signing, payloads, parsing AWS's answers, small helpers;
+- the command line: options, standard streams, --stream, --doctor, main().
 """
 from __future__ import annotations
 
@@ -50,8 +60,7 @@ if TYPE_CHECKING:
 
     _T = TypeVar("_T")
 
-
-# --- Exit statuses (sysexits.h), the contract with C callers -------------------------------------
+# --- Exit statuses (sysexits.h), the contract with C callers --------------------------------------
 
 EX_OK = 0
 EX_FUNCTION_ERROR = 1  # the function ran and reported an error; its payload is on stdout
@@ -91,7 +100,7 @@ EXIT_CODES = {  # README's exit-status table is generated from this (tests/test_
     130: "interrupted (SIGINT)",
 }
 
-# --- Limits and defaults ---------------------------------------------------------------------------
+# --- Limits and defaults --------------------------------------------------------------------------
 
 CONFIG_SEARCH_PATH = ("iotinvoke.ini", "/etc/iotinvoke/iotinvoke.ini")
 CONNECT_TIMEOUT_S = 5.0
@@ -136,8 +145,9 @@ _IOT_THING_HEADER = "x-amzn-iot-thingname"
 _SKEW_CODES = ("InvalidSignatureException", "SignatureDoesNotMatch", "RequestTimeTooSkewed", "RequestExpired")
 _SKEW_MARKERS = ("Signature expired", "Signature not yet current", "too skewed", "RequestExpired")
 
+# === Public API ===================================================================================
 
-# --- Errors ------------------------------------------------------------------------------------------
+# --- Errors ---------------------------------------------------------------------------------------
 
 
 class IotInvokeError(Exception):
@@ -202,169 +212,7 @@ class ConfigError(IotInvokeError):
         self.section = section
         self.key = key
 
-
-class _Retryable(IotInvokeError):
-    """A failure that proves the request did nothing, so it may be sent again (throttling, a
-    connection that never carried the request, a set-up failure before the function ran)."""
-
-
-class _BadCredentials(IotInvokeError):
-    """AWS refused the credentials themselves (expired or invalid token)."""
-
-
-class _ClockSkew(IotInvokeError):
-    """AWS refused the request's time stamp; server_time is from its Date header, if any."""
-
-    def __init__(self, *args: Any, server_time: float | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.server_time = server_time
-
-
-# --- What each AWS answer means: one table decides status, reason and whether to send again ----------
-#
-# (hop, error code) -> (exit status, reason, resend). ``resend`` is True only where the answer proves
-# the request did nothing: a throttle, a refused signature or token, or a set-up failure that Lambda
-# reports before the function's code runs. Anything else from Lambda Invoke may come after the function
-# ran ("your function's code might have run completely, partially, or not at all",
-# https://docs.aws.amazon.com/lambda/latest/dg/invocation-retries.html), so it is never sent twice
-# unless the caller declares the function idempotent. Hops 1 and 2 only fetch credentials: every
-# transient failure there may be retried.
-#
-# Lambda rows: every error of Invoke in botocore's model (botocore/data/lambda/2015-03-31/service-2.json,
-# status and text from each shape's documentation), plus errors AWS sends that the model does not list.
-# STS rows: AssumeRole's modelled errors (botocore/data/sts/2011-06-15/service-2.json) and STS's common
-# errors (https://docs.aws.amazon.com/STS/latest/APIReference/CommonErrors.html). IoT rows: the
-# credentials provider has no model; its documented answers carry only a message, from which
-# _aws_error_fields derives the code in the first column (see _IOT_MESSAGES).
-# tests/test_error_table.py fails when an installed model lists an error with no row here.
-_T_, _P_, _N_, _D_, _X_, _I_ = EX_TEMPFAIL, EX_UNAVAILABLE, EX_NOPERM, EX_DATAERR, EX_IOERR, EX_SOFTWARE
-_ERROR_TABLE: dict[tuple[str, str], tuple[int, str, bool]] = {
-    # Hop 1, the IoT credentials provider (https://docs.aws.amazon.com/iot/latest/developerguide/authorizing-direct-aws.html)
-    ("iot", "InvalidThingName"): (_N_, "thing-not-attached", False),
-    ("iot", "CertificateInvalid"): (_N_, "certificate-inactive", False),
-    ("iot", "AccessDenied"): (_N_, "iot-policy-denied", False),
-    ("iot", "RoleAliasNotFound"): (_P_, "role-alias-not-found", False),
-    ("iot", "RoleNotAssumable"): (_P_, "role-not-assumable", False),
-    ("iot", "DurationExceedsMax"): (_P_, "duration-exceeds-role-max", False),
-    ("iot", "Throttling"): (_T_, "throttled", True),
-    # Hop 2, STS: AssumeRole's modelled errors ...
-    ("sts", "MalformedPolicyDocument"): (_P_, "malformed-policy", False),
-    ("sts", "PackedPolicyTooLarge"): (_P_, "packed-policy-too-large", False),
-    ("sts", "RegionDisabledException"): (_P_, "sts-region-disabled", False),  # an account admin must activate it
-    ("sts", "ExpiredTokenException"): (_N_, "token-expired", True),
-    # ... and STS's common errors.
-    ("sts", "ExpiredToken"): (_N_, "token-expired", True),
-    ("sts", "AccessDenied"): (_N_, "assume-role-denied", False),
-    ("sts", "InvalidClientTokenId"): (_N_, "token-invalid", True),
-    ("sts", "SignatureDoesNotMatch"): (_N_, "signature-mismatch", False),
-    ("sts", "RequestExpired"): (_N_, "clock-skew", True),
-    ("sts", "IncompleteSignature"): (_I_, "signature-incomplete", False),
-    ("sts", "MissingAuthenticationToken"): (_I_, "signature-missing", False),
-    ("sts", "OptInRequired"): (_P_, "opt-in-required", False),
-    ("sts", "ValidationError"): (_P_, "invalid-parameter", False),
-    ("sts", "InvalidParameterValue"): (_P_, "invalid-parameter", False),
-    ("sts", "InvalidParameterCombination"): (_P_, "invalid-parameter", False),
-    ("sts", "MissingParameter"): (_P_, "invalid-parameter", False),
-    ("sts", "InvalidAction"): (_I_, "invalid-action", False),
-    ("sts", "InvalidQueryParameter"): (_I_, "invalid-parameter", False),
-    ("sts", "MalformedQueryString"): (_I_, "invalid-parameter", False),
-    ("sts", "Throttling"): (_T_, "throttled", True),
-    ("sts", "InternalFailure"): (_T_, "server-error", True),
-    ("sts", "ServiceUnavailable"): (_T_, "server-error", True),
-    # Hop 3, Lambda Invoke: the caller's own request ...
-    ("lambda", "ResourceNotFoundException"): (_P_, "function-not-found", False),
-    ("lambda", "InvalidParameterValueException"): (_P_, "invalid-parameter", False),
-    ("lambda", "InvalidRequestContentException"): (_D_, "payload-rejected", False),
-    ("lambda", "UnsupportedMediaTypeException"): (_D_, "payload-rejected", False),
-    ("lambda", "RequestTooLargeException"): (_D_, "payload-too-large", False),
-    ("lambda", "SerializedRequestEntityTooLargeException"): (_D_, "payload-too-large", False),
-    ("lambda", "RequestEntityTooLargeException"): (_D_, "payload-too-large", False),  # seen on the wire
-    ("lambda", "NoPublishedVersionException"): (_P_, "no-published-version", False),
-    ("lambda", "RecursiveInvocationException"): (_P_, "recursive-invocation", False),
-    ("lambda", "DurableExecutionAlreadyStartedException"): (_P_, "durable-execution-exists", False),
-    # ... throttles: nothing ran ...
-    ("lambda", "TooManyRequestsException"): (_T_, "throttled", True),
-    # ... the function's state: Pending / Inactive / updating, or SnapStart still initialising. They
-    # clear by themselves (https://docs.aws.amazon.com/lambda/latest/dg/functions-states.html) ...
-    ("lambda", "ResourceConflictException"): (_T_, "function-not-ready", True),
-    ("lambda", "SnapStartNotReadyException"): (_T_, "snapstart-not-ready", True),
-    ("lambda", "ResourceNotReadyException"): (_T_, "vpc-not-ready", True),
-    # ... set-up failures before the handler runs that clear by themselves ...
-    ("lambda", "EC2ThrottledException"): (_T_, "ec2-throttled", True),
-    ("lambda", "EC2UnexpectedException"): (_T_, "ec2-unexpected", True),
-    ("lambda", "EFSMountConnectivityException"): (_T_, "efs-mount-unreachable", True),
-    ("lambda", "EFSMountTimeoutException"): (_T_, "efs-mount-timeout", True),
-    ("lambda", "S3FilesMountConnectivityException"): (_T_, "s3files-mount-unreachable", True),
-    ("lambda", "S3FilesMountTimeoutException"): (_T_, "s3files-mount-timeout", True),
-    ("lambda", "SnapStartTimeoutException"): (_T_, "snapstart-timeout", True),
-    # ... set-up failures before the handler runs that only the function's owner can fix ...
-    ("lambda", "EC2AccessDeniedException"): (_P_, "ec2-access-denied", False),
-    ("lambda", "ENILimitReachedException"): (_P_, "eni-limit", False),
-    ("lambda", "SubnetIPAddressLimitReachedException"): (_P_, "subnet-ips-exhausted", False),
-    ("lambda", "InvalidSubnetIDException"): (_P_, "invalid-subnet", False),
-    ("lambda", "InvalidSecurityGroupIDException"): (_P_, "invalid-security-group", False),
-    ("lambda", "KMSAccessDeniedException"): (_P_, "kms-denied", False),
-    ("lambda", "KMSDisabledException"): (_P_, "kms-disabled", False),
-    ("lambda", "KMSInvalidStateException"): (_P_, "kms-invalid-state", False),
-    ("lambda", "KMSNotFoundException"): (_P_, "kms-not-found", False),
-    ("lambda", "InvalidRuntimeException"): (_P_, "invalid-runtime", False),
-    ("lambda", "InvalidZipFileException"): (_P_, "invalid-zip", False),
-    ("lambda", "EFSMountFailureException"): (_P_, "efs-mount-failed", False),  # 403, but not IAM's
-    ("lambda", "S3FilesMountFailureException"): (_P_, "s3files-mount-failed", False),
-    ("lambda", "SnapStartException"): (_P_, "snapstart-restore-failed", False),
-    # ... failures during or after the function's run: it may have run ...
-    ("lambda", "ServiceException"): (_X_, "lambda-service-error", False),
-    ("lambda", "EFSIOException"): (_X_, "efs-io", False),
-    # ... and what AWS sends that the model does not list.
-    ("lambda", "AccessDeniedException"): (_N_, "invoke-denied", False),
-    ("lambda", "UnrecognizedClientException"): (_N_, "token-invalid", True),
-    ("lambda", "ExpiredTokenException"): (_N_, "token-expired", True),
-    ("lambda", "InvalidSignatureException"): (_N_, "signature-mismatch", False),
-}
-# Lambda's TooManyRequestsException carries a Reason (ThrottleReason in the model). A function's
-# reserved concurrency of 0 is its owner stopping it; that too clears only when the owner acts, but
-# it is indistinguishable from a reserved limit reached under load, so it stays transient and the
-# caller is told to wait longer (RESERVED_THROTTLE_WAIT_S).
-_THROTTLE_REASONS: dict[str, str] = {
-    "ConcurrentInvocationLimitExceeded": "account-concurrency-limit",
-    "FunctionInvocationRateLimitExceeded": "function-rate-limit",
-    "ReservedFunctionConcurrentInvocationLimitExceeded": "reserved-concurrency-limit",
-    "ReservedFunctionInvocationRateLimitExceeded": "reserved-rate-limit",
-    "CallerRateLimitExceeded": "caller-rate-limit",
-    "ConcurrentSnapshotCreateLimitExceeded": "snapshot-create-limit",
-}
-# The credentials provider's documented messages, as codes for the table.
-_IOT_MESSAGES = (
-    ("invalid thing name", "InvalidThingName"),
-    ("certificate is invalid", "CertificateInvalid"),
-    ("role alias does not exist", "RoleAliasNotFound"),
-    ("unable to assume the role", "RoleNotAssumable"),
-    ("credentialdurationseconds", "DurationExceedsMax"),
-    ("access denied", "AccessDenied"),
-)
-_BAD_TOKEN_REASONS = ("token-expired", "token-invalid")
-
-
-def _decide(hop: str, status: int, code: str | None) -> tuple[int, str, bool]:
-    """(exit status, reason, resend) for an AWS error answer: the table's row, else by HTTP status."""
-    row = _ERROR_TABLE.get((hop, code or ""))
-    if row is not None:
-        return row
-    if status == 429:
-        return EX_TEMPFAIL, "throttled", True
-    if status >= 500:
-        # A server error from Lambda may come after the function ran; credentials can be fetched again.
-        return (EX_IOERR, "lambda-server-error", False) if hop == "lambda" else (EX_TEMPFAIL, "server-error", True)
-    if status in (401, 403):
-        return EX_NOPERM, "denied", False
-    if status == 404:
-        return EX_UNAVAILABLE, "not-found", False
-    if 400 <= status < 500 and code:
-        return EX_UNAVAILABLE, "refused", False
-    return EX_PROTOCOL, "unexpected-answer", False  # no error code: not an AWS error answer
-
-
-# --- Configuration ---------------------------------------------------------------------------------
+# --- Configuration --------------------------------------------------------------------------------
 
 _IOT_KEYS = frozenset({"endpoint", "role_alias", "cert", "key", "ca", "thing_name", "openssl_conf", "pin_file"})
 _ENV_KEYS = frozenset({"function", "role_arn", "external_id", "region", "qualifier", "duration_seconds", "idempotent"})
@@ -536,6 +384,862 @@ def load_config(path: str | None = None, environ: Mapping[str, str] = os.environ
         _check_keys(section, _ENV_KEYS | _ENDPOINT_KEYS, defaults, path, name)
         config.environments[name] = _environment(name, section, config, environ, relative, path)
     return config
+
+# --- Refresh and retry policy ---------------------------------------------------------------------
+# Small pure functions: Client uses them, and scripts/fleet imports them to simulate a fleet of
+# boards against AWS's quotas. Randomness comes in as ``rand`` (uniform in [0, 1), such as
+# random.random), so that tests and the simulation can be deterministic.
+
+
+def refresh_window(issued: float, expiration: float) -> tuple[float, float]:
+    """The earliest and latest refresh point of credentials issued at ``issued`` that expire at
+    ``expiration``: REFRESH_MARGIN_S before expiry, up to REFRESH_JITTER_S earlier, and never
+    earlier than half the lifetime (a 15-minute role alias still gets half its credentials' use)."""
+    lifetime = max(0.0, expiration - issued)
+    half = lifetime * REFRESH_MARGIN_FRACTION
+    latest = expiration - min(REFRESH_MARGIN_S, half)
+    earliest = expiration - min(REFRESH_MARGIN_S + REFRESH_JITTER_S, half)
+    return earliest, latest
+
+
+def refresh_point(issued: float, expiration: float, rand: Callable[[], float]) -> float:
+    """A refresh point drawn uniformly from refresh_window(): boards that fetched together (a
+    fleet after a power cut) refresh apart, so they do not come back together every hour.
+    rand() == 0 gives the latest point, the fixed margin of earlier versions."""
+    earliest, latest = refresh_window(issued, expiration)
+    return latest - rand() * (latest - earliest)
+
+
+def retry_delay(attempt: int, rand: Callable[[], float], retry_after: float | None = None) -> float:
+    """Seconds to sleep after failed attempt ``attempt`` (1, 2, ...) before the next one in this
+    process: "full jitter", uniform in [0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt)]
+    (https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/), added to the
+    server's Retry-After when it sent one, so that the wait is never shorter than AWS asked and
+    boards told the same Retry-After still do not come back in the same instant."""
+    delay = rand() * min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2.0 ** min(attempt, 32))
+    return delay + max(0.0, retry_after or 0.0)
+
+
+def retry_allowed(attempt: int, max_attempts: int, elapsed: float, delay: float,
+                  budget: float = RETRY_BUDGET_S) -> bool:
+    """Whether to sleep ``delay`` and try again after attempt ``attempt``, ``elapsed`` seconds
+    after the first began: at most max_attempts tries, all done within ``budget`` seconds, so a C
+    call never hangs for minutes (the caller waits instead, caller_wait() seconds)."""
+    return attempt < max_attempts and elapsed + delay <= budget
+
+
+def caller_wait(rand: Callable[[], float], retry_after: float | None = None) -> int:
+    """Whole seconds the caller should wait before running iotinvoke again after exit 75 at hop
+    1 or 2 (credentials): uniform in [CALLER_WAIT_MIN_S, CALLER_WAIT_MAX_S], after the server's
+    Retry-After when it sent one. A fleet restarting together is spread over two minutes instead
+    of retrying in step (scripts/fleet; README "At fleet scale")."""
+    import math
+
+    span = CALLER_WAIT_MAX_S - CALLER_WAIT_MIN_S + 1
+    wait = CALLER_WAIT_MIN_S + min(int(rand() * span), span - 1)
+    return wait + (math.ceil(retry_after) if retry_after and retry_after > 0 else 0)
+
+# --- Credentials ----------------------------------------------------------------------------------
+
+
+
+class Credentials:
+    """Temporary AWS credentials. Attribute names are botocore's, so its signer takes them as they are.
+
+    ``expiration`` is seconds since the epoch on AWS's clock; repr() never shows the secrets.
+    """
+
+    __slots__ = ("access_key", "secret_key", "token", "expiration", "issued", "refresh")
+
+    def __init__(
+        self,
+        access_key: str,
+        secret_key: str,
+        token: str,
+        expiration: float,
+        issued: float,
+        refresh: float | None = None,
+    ) -> None:
+        self.access_key = access_key
+        self.secret_key = secret_key
+        self.token = token
+        self.expiration = expiration
+        self.issued = issued  # when we received them (corrected clock): gives the lifetime
+        # The refresh point (AWS's clock), drawn once by refresh_at() and stored with the cache
+        # entry, so that every process using the entry agrees on it.
+        self.refresh = refresh
+
+    def __repr__(self) -> str:
+        return "Credentials(access_key=%r, expiration=%s)" % (self.access_key, _iso8601(self.expiration))
+
+    def refresh_at(self) -> float:
+        """The refresh point: drawn by refresh_point() on first use, the same afterwards."""
+        if self.refresh is None:
+            import random
+
+            self.refresh = refresh_point(self.issued, self.expiration, random.random)
+        return self.refresh
+
+    def fresh(self, now: float) -> bool:
+        """Usable without a refresh: the refresh point (5 to 15 min before expiry, at most half
+        the lifetime; see refresh_window) not reached."""
+        return now < self.refresh_at()
+
+    def valid(self, now: float, margin: float = MIN_FALLBACK_VALIDITY_S) -> bool:
+        return now < self.expiration - margin
+
+    def to_json(self) -> dict[str, Any]:
+        """The AWS credential_process format (Version 1)."""
+        return {
+            "Version": 1,
+            "AccessKeyId": self.access_key,
+            "SecretAccessKey": self.secret_key,
+            "SessionToken": self.token,
+            "Expiration": _iso8601(self.expiration),
+        }
+
+# --- Invoking: InvokeResult and Client ------------------------------------------------------------
+
+
+class InvokeResult:
+    """What Lambda answered: status 200/202/204, the payload bytes, and the function error if any."""
+
+    __slots__ = ("status", "payload", "function_error", "log_result", "executed_version", "request_id")
+
+    def __init__(
+        self,
+        status: int,
+        payload: bytes,
+        function_error: str | None,
+        log_result: str | None,
+        executed_version: str | None,
+        request_id: str | None,
+    ) -> None:
+        self.status = status
+        self.payload = payload
+        self.function_error = function_error  # "Unhandled" / "Handled", or None
+        self.log_result = log_result  # the decoded log tail, when asked for
+        self.executed_version = executed_version
+        self.request_id = request_id
+
+
+class Client:
+    """Gets credentials (cached) and invokes functions for the environments of a Config.
+
+    ``log`` receives one line per step (never a secret); ``clock`` returns seconds since the epoch,
+    and the corrected clock is clock() plus the stored skew offset, so a board that booted with a
+    wrong date still signs right. ``monotonic``, ``sleep``, ``random`` and ``transport`` are the
+    real ones unless a test passes its own.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        use_cache: bool = True,
+        log: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        random: Callable[[], float] | None = None,
+        transport: Any = None,
+    ) -> None:
+        self.config = config
+        self._log_line = log
+        self._clock = clock
+        self._monotonic = monotonic
+        self._sleep = sleep
+        if random is None:
+            import random as random_module
+
+            random = random_module.random
+        self._random = random
+        self._transport = transport or _Transport(
+            config.connect_timeout, self._log, _BoardClock(self.now, self._clock, self._learn_clock))
+        folder = _cache_folder(config) if use_cache else None
+        self._cache = _Cache(folder, self._log, self._warn)
+        self._cert_digest: str | None = None
+        self._memory: dict[str, Credentials] = {}  # for long-lived clients (--stream), and --no-cache
+        self.last_drift: float | None = None  # AWS's clock minus ours, at the last answer with a Date
+        self.clock_offset = _clock_offset(self._cache.read_json("clock.json"))
+        self._lock_deadline: float | None = None  # one bound for all the cache locks of one call
+
+    # -- helpers
+
+    def _log(self, message: str) -> None:
+        if self._log_line is not None:
+            self._log_line(message)
+
+    def _warn(self, message: str) -> None:
+        """A note on standard error even without a log (with one, -v, _log has said it already)."""
+        if self._log_line is None:
+            _say(sys.stderr, "iotinvoke: " + message + "\n")
+
+    def now(self) -> float:
+        """The corrected clock: the local clock plus the skew AWS told us about."""
+        return self._clock() + self.clock_offset
+
+    def environment(self, name: str) -> Environment:
+        env = self.config.environments.get(name)
+        if env is None:
+            known = ", ".join(sorted(self.config.environments)) or "none"
+            raise IotInvokeError(
+                "unknown environment %r in %s (known: %s)" % (name, self.config.path, known), EX_USAGE, "config"
+            )
+        return env
+
+    def _note_server_time(self, response: _Response) -> None:
+        """Keep the offset to AWS's clock when it is far from ours, so the next process starts right."""
+        server = _http_date(response.headers.get("Date"))
+        if server is None:
+            return
+        drift = self.last_drift = server - self.now()
+        if abs(drift) > CLOCK_SKEW_THRESHOLD_S:
+            self.clock_offset = server - self._clock()
+            self._log("clock: local clock is %+.0f s off AWS's; correcting" % -self.clock_offset)
+            self._cache.write_json("clock.json", {"offset": self.clock_offset})
+
+    def _certificate_digest(self) -> str:
+        import hashlib
+
+        if self._cert_digest is None:
+            try:
+                with open(self.config.cert, "rb") as f:
+                    self._cert_digest = hashlib.sha256(f.read()).hexdigest()
+            except OSError as e:
+                raise IotInvokeError(
+                    "device certificate %s: %s" % (self.config.cert, _os_reason(e)), EX_NOINPUT, "iot"
+                ) from None
+        return self._cert_digest
+
+    def _retrying(self, hop: str, attempt_once: Callable[[], _T]) -> _T:
+        """Run attempt_once again after _Retryable failures as the refresh and retry policy says:
+        retry_delay() (full jitter, after any Retry-After) while retry_allowed() (max_attempts,
+        RETRY_BUDGET_S). Giving up at hop 1 or 2, the error's retry_after becomes caller_wait():
+        the jittered wait the caller should honour before running iotinvoke again."""
+        started = self._monotonic()
+        attempt = 1
+        while True:
+            try:
+                return attempt_once()
+            except _Retryable as e:
+                delay = retry_delay(attempt, self._random, e.retry_after)
+                if not retry_allowed(attempt, self.config.max_attempts, self._monotonic() - started, delay):
+                    if attempt > 1:
+                        e.message += " (after %d attempts)" % attempt
+                    if hop in ("iot", "sts"):
+                        e.retry_after = caller_wait(self._random, e.retry_after)
+                    raise
+                self._log("%s: %s; retrying in %.2f s" % (hop, e, delay))
+                self._sleep(delay)
+                attempt += 1
+
+    # -- hop 1: the IoT credentials provider
+
+    def _iot_key(self) -> str:
+        # The thing name is part of it: IAM policies may use it (credentials-iot:ThingName).
+        config = self.config
+        return _cache_key("iot", config.iot_endpoint, config.role_alias, self._certificate_digest(), config.thing_name or "")
+
+    def iot_credentials(self, refused: str | None = None) -> Credentials:
+        """Credentials of the role alias's role, from the cache or the credentials provider."""
+        return self._cached(self._iot_key(), self.fetch_iot_credentials, refused)
+
+    def fetch_iot_credentials(self) -> Credentials:
+        """Hop 1 afresh (with retries), neither reading nor writing the cache."""
+        config = self.config
+        url = "%s/role-aliases/%s/credentials" % (config.iot_endpoint, config.role_alias)
+        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+        if config.thing_name:
+            headers[_IOT_THING_HEADER] = config.thing_name
+
+        def attempt() -> Credentials:
+            response = self._transport.send(
+                "iot",
+                "GET",
+                url,
+                headers,
+                None,
+                read_timeout=config.credentials_timeout,
+                deadline_s=config.credentials_timeout,
+                max_bytes=MAX_CREDENTIALS_RESPONSE_BYTES,
+                ca=config.ca,
+                ca_source="[iot] ca" if config.ca else "",
+                client_cert=(config.cert, config.key),
+            )
+            self._note_server_time(response)
+            if response.status == 200:
+                return _parse_iot_credentials(response.body, self.now())
+            raise _aws_error(response, "iot", None, config)
+
+        return self._retrying("iot", attempt)
+
+    # -- hop 2: STS AssumeRole
+
+    def _sts_key(self, env: Environment) -> str:
+        return _cache_key("sts", self._iot_key(), env.role_arn or "", env.external_id or "", str(env.duration_seconds or ""))
+
+    def _assume_role(self, env: Environment) -> Credentials:
+        url, body = self._assume_role_request(env)
+        return self._signed_call(
+            "sts",
+            self.iot_credentials(),
+            lambda source: self._assume_role_once(env, url, body, source),
+            lambda refused: self.iot_credentials(refused=refused.token),
+        )
+
+    def _signed_call(
+        self,
+        hop: str,
+        creds: Credentials,
+        send: Callable[[Credentials], _T],
+        renew: Callable[[Credentials], Credentials] | None,
+    ) -> _T:
+        """send(creds) with retries; when AWS refuses the credentials, renew them once; when it
+        refuses the time stamp, take its clock and sign again, once."""
+        renewed = renew is None
+        corrected = False
+        while True:
+            try:
+                return self._retrying(hop, lambda: send(creds))
+            except _BadCredentials:
+                if renewed or renew is None:
+                    raise
+                self._log("%s: the credentials were refused; fetching new ones" % hop)
+                creds = renew(creds)
+                renewed = True
+            except _ClockSkew as e:
+                if corrected or e.server_time is None:
+                    raise
+                self._correct_clock(e.server_time)
+                corrected = True
+
+    def _assume_role_request(self, env: Environment) -> tuple[str, bytes]:
+        from urllib.parse import urlencode
+
+        assert env.role_arn is not None
+        params = [
+            ("Action", "AssumeRole"),
+            ("Version", "2011-06-15"),
+            ("RoleArn", env.role_arn),
+            ("RoleSessionName", self.session_name()),
+        ]
+        if env.duration_seconds:
+            params.append(("DurationSeconds", str(env.duration_seconds)))
+        if env.external_id:
+            params.append(("ExternalId", env.external_id))
+        return env.sts_endpoint + "/", urlencode(params).encode()
+
+    def _post_signed(
+        self, hop: str, env: Environment, url: str, headers: dict[str, str], body: bytes, creds: Credentials, **send: Any
+    ) -> _Response:
+        """POST body to url, SigV4-signed with creds for the hop's service ("sts" or "lambda") in the
+        environment's region, over the environment's CA file; ``send``: _Transport.send's options."""
+        signed = _signed_headers("POST", url, headers, body, creds, hop, env.region, self.now())
+        return self._transport.send(hop, "POST", url, signed, body, ca=env.ca_bundle, ca_source=env.ca_bundle_source,
+                                    **send)
+
+    def _sts_call(self, env: Environment, url: str, body: bytes, creds: Credentials) -> _Response:
+        """One signed STS Query API request; an error answer raises its decided error."""
+        headers = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8", "User-Agent": USER_AGENT}
+        timeout = self.config.credentials_timeout
+        response = self._post_signed("sts", env, url, headers, body, creds, read_timeout=timeout, deadline_s=timeout,
+                                     max_bytes=MAX_CREDENTIALS_RESPONSE_BYTES)
+        self._note_server_time(response)
+        if response.status != 200:
+            raise _aws_error(response, "sts", env, self.config)
+        return response
+
+    def _assume_role_once(self, env: Environment, url: str, body: bytes, source: Credentials) -> Credentials:
+        return _parse_assume_role(self._sts_call(env, url, body, source).body, self.now())
+
+    def assume_role(self, name: str, source: Credentials) -> Credentials:
+        """Hop 2 afresh for environment ``name``, signed with ``source``: one request, no cache."""
+        env = self.environment(name)
+        if env.direct:
+            raise IotInvokeError("environment %r has no role_arn (one-hop mode)" % name, EX_USAGE, "config")
+        url, body = self._assume_role_request(env)
+        return self._assume_role_once(env, url, body, source)
+
+    def clear_cache(self) -> int:
+        """Remove every cached credential and lock file; returns how many files went."""
+        self._memory.clear()
+        return self._cache.clear()
+
+    def caller_identity(self, env: Environment, creds: Credentials) -> str:
+        """The ARN STS sees for creds (GetCallerIdentity needs no permission): for the doctor."""
+        response = self._sts_call(env, env.sts_endpoint + "/", b"Action=GetCallerIdentity&Version=2011-06-15", creds)
+        arn = _xml_text(_xml_root(response.body, "sts", 200), "GetCallerIdentityResult", "Arn")
+        if not arn:
+            raise IotInvokeError("the GetCallerIdentity answer has no Arn", EX_PROTOCOL, "sts", 200)
+        return arn
+
+    def session_name(self) -> str:
+        """RoleSessionName: the thing name when set (it then shows in CloudTrail), else the certificate."""
+        import re
+
+        if self.config.thing_name:
+            name = re.sub(r"[^\w+=,.@-]", "-", self.config.thing_name)[:64]
+            if len(name) >= 2:
+                return name
+        return "iotinvoke-" + self._certificate_digest()[:16]
+
+    # -- credentials for an environment
+
+    def credentials(self, name: str, refused: str | None = None) -> Credentials:
+        """The credentials hop 3 is signed with: the environment role's, or in one-hop mode the IoT
+        role's. ``refused``: a session token AWS just refused, to be replaced."""
+        env = self.environment(name)
+        if env.direct:
+            return self.iot_credentials(refused)
+        return self._cached(self._sts_key(env), lambda: self._assume_role(env), refused)
+
+    def _cached(self, key: str, fetch: Callable[[], Credentials], refused: str | None) -> Credentials:
+        """The credentials at key if fresh (in memory, else on disk), else fetch() under the entry's
+        lock. ``refused``: a session token AWS just refused, never to be returned again."""
+        cached = self._memory.get(key)
+        if cached is None or not cached.fresh(self.now()):
+            cached = self._cache.get(key)
+        if cached is not None and cached.fresh(self.now()) and cached.token != refused:
+            self._log("cache: %s fresh until %s, then refreshed (expires %s)" % (
+                key[:3], _iso8601(cached.refresh_at()), _iso8601(cached.expiration)))
+            self._memory[key] = cached
+            return cached
+        self._log("cache: %s %s" % (key[:3], "refused by AWS" if refused else "absent" if cached is None else "due for refresh"))
+        outermost = self._lock_deadline is None
+        if outermost:
+            self._lock_deadline = time.monotonic() + LOCK_WAIT_S
+        try:
+            return self._fetch_locked(key, fetch, refused)
+        finally:
+            if outermost:
+                self._lock_deadline = None
+
+    def _fetch_locked(self, key: str, fetch: Callable[[], Credentials], refused: str | None) -> Credentials:
+        assert self._lock_deadline is not None
+        with self._cache.lock(key, self._lock_deadline):
+            # Another process may have refreshed the entry while we waited for the lock.
+            current = self._cache.get(key)
+            if current is not None and current.token == refused:
+                current = None
+            if current is None or not current.fresh(self.now()):
+                try:
+                    fresh = fetch()
+                except IotInvokeError as e:
+                    if e.exit_code != EX_TEMPFAIL or current is None or not current.valid(self.now()):
+                        raise
+                    self._log("cache: refresh failed; using credentials valid until %s" % _iso8601(current.expiration))
+                else:
+                    self._cache.put(key, fresh)
+                    current = fresh
+            self._memory[key] = current
+            return current
+
+    def _learn_clock(self, server_time: float) -> None:
+        self.clock_offset = server_time - self._clock()
+        self._cache.write_json("clock.json", {"offset": self.clock_offset})
+
+    def _correct_clock(self, server_time: float) -> None:
+        self.clock_offset = server_time - self._clock()
+        self._log("clock: AWS refused our time stamp; local clock is %+.0f s off, re-signing" % -self.clock_offset)
+        self._cache.write_json("clock.json", {"offset": self.clock_offset})
+
+    # -- hop 3: Lambda Invoke
+
+    def invoke(
+        self,
+        name: str,
+        payload: bytes,
+        invocation_type: str = "RequestResponse",
+        log_tail: bool = False,
+        qualifier: str | None = None,
+        client_context: str | None = None,
+        read_timeout: float | None = None,
+        *,
+        validate: bool = True,
+        credentials: Credentials | None = None,
+    ) -> InvokeResult:
+        """Invoke the environment's function with a JSON payload (bytes, sent as they are).
+        ``validate=False``: the caller already checked the payload (the CLI does, before reading
+        the configuration), so a payload of up to 6 MB is not parsed twice. ``credentials``: sign
+        with these instead of the environment's (cached) ones, and never renew them."""
+        from urllib.parse import quote
+
+        env = self.environment(name)
+        if invocation_type not in ("RequestResponse", "Event", "DryRun"):
+            raise IotInvokeError("invocation type must be RequestResponse, Event or DryRun", EX_USAGE)
+        if validate:
+            _check_payload(payload, invocation_type)
+        if log_tail and env.direct:
+            raise IotInvokeError(
+                "the log tail needs role_arn: in one-hop mode the call is cross-account and Lambda refuses "
+                "cross-account log access",
+                EX_USAGE,
+                "lambda",
+                reason="cross-account-log",
+            )
+        if log_tail and invocation_type != "RequestResponse":
+            raise IotInvokeError("the log tail comes with synchronous invokes only", EX_USAGE, "lambda")
+        qualifier = qualifier or env.qualifier
+        url = "%s/2015-03-31/functions/%s/invocations" % (env.lambda_endpoint, quote(env.function, safe=""))
+        if qualifier:
+            url += "?Qualifier=" + quote(qualifier, safe="")
+        headers = {"X-Amz-Invocation-Type": invocation_type, "User-Agent": USER_AGENT}
+        if log_tail:
+            headers["X-Amz-Log-Type"] = "Tail"
+        if client_context is not None:
+            headers["X-Amz-Client-Context"] = client_context
+        if read_timeout is None:
+            read_timeout = self.config.read_timeout or (
+                INVOKE_READ_TIMEOUT_S if invocation_type == "RequestResponse" else ASYNC_READ_TIMEOUT_S
+            )
+        # Nothing runs on a DryRun, so losing its answer is harmless and it may be retried; so may an
+        # invoke of a function its owner declared idempotent.
+        may_run = invocation_type != "DryRun" and not env.idempotent
+        return self._signed_call(
+            "lambda",
+            credentials or self.credentials(name),
+            lambda creds: self._invoke_once(env, url, headers, payload, creds, read_timeout, may_run),
+            None if credentials else (lambda refused: self.credentials(name, refused=refused.token)),
+        )
+
+    def _invoke_once(
+        self,
+        env: Environment,
+        url: str,
+        headers: dict[str, str],
+        payload: bytes,
+        creds: Credentials,
+        read_timeout: float,
+        may_run: bool,
+    ) -> InvokeResult:
+        response = self._post_signed("lambda", env, url, headers, payload, creds, read_timeout=read_timeout,
+                                     max_bytes=MAX_INVOKE_RESPONSE_BYTES, may_run=may_run)
+        if response.status in (200, 202, 204):
+            log_result = _log_tail(response.headers.get("X-Amz-Log-Result"))
+            return InvokeResult(
+                response.status,
+                response.body,
+                response.headers.get("X-Amz-Function-Error"),
+                log_result,
+                response.headers.get("X-Amz-Executed-Version"),
+                response.headers.get("x-amzn-RequestId"),
+            )
+        self._note_server_time(response)
+        raise _aws_error(response, "lambda", env, self.config, headers["X-Amz-Invocation-Type"])
+
+# === Internals ====================================================================================
+
+# --- Errors that steer retries and renewals -------------------------------------------------------
+
+
+class _Retryable(IotInvokeError):
+    """A failure that proves the request did nothing, so it may be sent again (throttling, a
+    connection that never carried the request, a set-up failure before the function ran)."""
+
+
+class _BadCredentials(IotInvokeError):
+    """AWS refused the credentials themselves (expired or invalid token)."""
+
+
+class _ClockSkew(IotInvokeError):
+    """AWS refused the request's time stamp; server_time is from its Date header, if any."""
+
+    def __init__(self, *args: Any, server_time: float | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.server_time = server_time
+
+# --- What each AWS answer means: one table decides status, reason and whether to send again -------
+#
+# (hop, error code) -> (exit status, reason, resend). ``resend`` is True only where the answer proves
+# the request did nothing: a throttle, a refused signature or token, or a set-up failure that Lambda
+# reports before the function's code runs. Anything else from Lambda Invoke may come after the function
+# ran ("your function's code might have run completely, partially, or not at all",
+# https://docs.aws.amazon.com/lambda/latest/dg/invocation-retries.html), so it is never sent twice
+# unless the caller declares the function idempotent. Hops 1 and 2 only fetch credentials: every
+# transient failure there may be retried.
+#
+# Lambda rows: every error of Invoke in botocore's model (botocore/data/lambda/2015-03-31/service-2.json,
+# status and text from each shape's documentation), plus errors AWS sends that the model does not list.
+# STS rows: AssumeRole's modelled errors (botocore/data/sts/2011-06-15/service-2.json) and STS's common
+# errors (https://docs.aws.amazon.com/STS/latest/APIReference/CommonErrors.html). IoT rows: the
+# credentials provider has no model; its documented answers carry only a message, from which
+# _aws_error_fields derives the code in the first column (see _IOT_MESSAGES).
+# tests/test_error_table.py fails when an installed model lists an error with no row here.
+_T_, _P_, _N_, _D_, _X_, _I_ = EX_TEMPFAIL, EX_UNAVAILABLE, EX_NOPERM, EX_DATAERR, EX_IOERR, EX_SOFTWARE
+_ERROR_TABLE: dict[tuple[str, str], tuple[int, str, bool]] = {
+    # Hop 1, the IoT credentials provider (https://docs.aws.amazon.com/iot/latest/developerguide/authorizing-direct-aws.html)
+    ("iot", "InvalidThingName"): (_N_, "thing-not-attached", False),
+    ("iot", "CertificateInvalid"): (_N_, "certificate-inactive", False),
+    ("iot", "AccessDenied"): (_N_, "iot-policy-denied", False),
+    ("iot", "RoleAliasNotFound"): (_P_, "role-alias-not-found", False),
+    ("iot", "RoleNotAssumable"): (_P_, "role-not-assumable", False),
+    ("iot", "DurationExceedsMax"): (_P_, "duration-exceeds-role-max", False),
+    ("iot", "Throttling"): (_T_, "throttled", True),
+    # Hop 2, STS: AssumeRole's modelled errors ...
+    ("sts", "MalformedPolicyDocument"): (_P_, "malformed-policy", False),
+    ("sts", "PackedPolicyTooLarge"): (_P_, "packed-policy-too-large", False),
+    ("sts", "RegionDisabledException"): (_P_, "sts-region-disabled", False),  # an account admin must activate it
+    ("sts", "ExpiredTokenException"): (_N_, "token-expired", True),
+    # ... and STS's common errors.
+    ("sts", "ExpiredToken"): (_N_, "token-expired", True),
+    ("sts", "AccessDenied"): (_N_, "assume-role-denied", False),
+    ("sts", "InvalidClientTokenId"): (_N_, "token-invalid", True),
+    ("sts", "SignatureDoesNotMatch"): (_N_, "signature-mismatch", False),
+    ("sts", "RequestExpired"): (_N_, "clock-skew", True),
+    ("sts", "IncompleteSignature"): (_I_, "signature-incomplete", False),
+    ("sts", "MissingAuthenticationToken"): (_I_, "signature-missing", False),
+    ("sts", "OptInRequired"): (_P_, "opt-in-required", False),
+    ("sts", "ValidationError"): (_P_, "invalid-parameter", False),
+    ("sts", "InvalidParameterValue"): (_P_, "invalid-parameter", False),
+    ("sts", "InvalidParameterCombination"): (_P_, "invalid-parameter", False),
+    ("sts", "MissingParameter"): (_P_, "invalid-parameter", False),
+    ("sts", "InvalidAction"): (_I_, "invalid-action", False),
+    ("sts", "InvalidQueryParameter"): (_I_, "invalid-parameter", False),
+    ("sts", "MalformedQueryString"): (_I_, "invalid-parameter", False),
+    ("sts", "Throttling"): (_T_, "throttled", True),
+    ("sts", "InternalFailure"): (_T_, "server-error", True),
+    ("sts", "ServiceUnavailable"): (_T_, "server-error", True),
+    # Hop 3, Lambda Invoke: the caller's own request ...
+    ("lambda", "ResourceNotFoundException"): (_P_, "function-not-found", False),
+    ("lambda", "InvalidParameterValueException"): (_P_, "invalid-parameter", False),
+    ("lambda", "InvalidRequestContentException"): (_D_, "payload-rejected", False),
+    ("lambda", "UnsupportedMediaTypeException"): (_D_, "payload-rejected", False),
+    ("lambda", "RequestTooLargeException"): (_D_, "payload-too-large", False),
+    ("lambda", "SerializedRequestEntityTooLargeException"): (_D_, "payload-too-large", False),
+    ("lambda", "RequestEntityTooLargeException"): (_D_, "payload-too-large", False),  # seen on the wire
+    ("lambda", "NoPublishedVersionException"): (_P_, "no-published-version", False),
+    ("lambda", "RecursiveInvocationException"): (_P_, "recursive-invocation", False),
+    ("lambda", "DurableExecutionAlreadyStartedException"): (_P_, "durable-execution-exists", False),
+    # ... throttles: nothing ran ...
+    ("lambda", "TooManyRequestsException"): (_T_, "throttled", True),
+    # ... the function's state: Pending / Inactive / updating, or SnapStart still initialising. They
+    # clear by themselves (https://docs.aws.amazon.com/lambda/latest/dg/functions-states.html) ...
+    ("lambda", "ResourceConflictException"): (_T_, "function-not-ready", True),
+    ("lambda", "SnapStartNotReadyException"): (_T_, "snapstart-not-ready", True),
+    ("lambda", "ResourceNotReadyException"): (_T_, "vpc-not-ready", True),
+    # ... set-up failures before the handler runs that clear by themselves ...
+    ("lambda", "EC2ThrottledException"): (_T_, "ec2-throttled", True),
+    ("lambda", "EC2UnexpectedException"): (_T_, "ec2-unexpected", True),
+    ("lambda", "EFSMountConnectivityException"): (_T_, "efs-mount-unreachable", True),
+    ("lambda", "EFSMountTimeoutException"): (_T_, "efs-mount-timeout", True),
+    ("lambda", "S3FilesMountConnectivityException"): (_T_, "s3files-mount-unreachable", True),
+    ("lambda", "S3FilesMountTimeoutException"): (_T_, "s3files-mount-timeout", True),
+    ("lambda", "SnapStartTimeoutException"): (_T_, "snapstart-timeout", True),
+    # ... set-up failures before the handler runs that only the function's owner can fix ...
+    ("lambda", "EC2AccessDeniedException"): (_P_, "ec2-access-denied", False),
+    ("lambda", "ENILimitReachedException"): (_P_, "eni-limit", False),
+    ("lambda", "SubnetIPAddressLimitReachedException"): (_P_, "subnet-ips-exhausted", False),
+    ("lambda", "InvalidSubnetIDException"): (_P_, "invalid-subnet", False),
+    ("lambda", "InvalidSecurityGroupIDException"): (_P_, "invalid-security-group", False),
+    ("lambda", "KMSAccessDeniedException"): (_P_, "kms-denied", False),
+    ("lambda", "KMSDisabledException"): (_P_, "kms-disabled", False),
+    ("lambda", "KMSInvalidStateException"): (_P_, "kms-invalid-state", False),
+    ("lambda", "KMSNotFoundException"): (_P_, "kms-not-found", False),
+    ("lambda", "InvalidRuntimeException"): (_P_, "invalid-runtime", False),
+    ("lambda", "InvalidZipFileException"): (_P_, "invalid-zip", False),
+    ("lambda", "EFSMountFailureException"): (_P_, "efs-mount-failed", False),  # 403, but not IAM's
+    ("lambda", "S3FilesMountFailureException"): (_P_, "s3files-mount-failed", False),
+    ("lambda", "SnapStartException"): (_P_, "snapstart-restore-failed", False),
+    # ... failures during or after the function's run: it may have run ...
+    ("lambda", "ServiceException"): (_X_, "lambda-service-error", False),
+    ("lambda", "EFSIOException"): (_X_, "efs-io", False),
+    # ... and what AWS sends that the model does not list.
+    ("lambda", "AccessDeniedException"): (_N_, "invoke-denied", False),
+    ("lambda", "UnrecognizedClientException"): (_N_, "token-invalid", True),
+    ("lambda", "ExpiredTokenException"): (_N_, "token-expired", True),
+    ("lambda", "InvalidSignatureException"): (_N_, "signature-mismatch", False),
+}
+# Lambda's TooManyRequestsException carries a Reason (ThrottleReason in the model). A function's
+# reserved concurrency of 0 is its owner stopping it; that too clears only when the owner acts, but
+# it is indistinguishable from a reserved limit reached under load, so it stays transient and the
+# caller is told to wait longer (RESERVED_THROTTLE_WAIT_S).
+_THROTTLE_REASONS: dict[str, str] = {
+    "ConcurrentInvocationLimitExceeded": "account-concurrency-limit",
+    "FunctionInvocationRateLimitExceeded": "function-rate-limit",
+    "ReservedFunctionConcurrentInvocationLimitExceeded": "reserved-concurrency-limit",
+    "ReservedFunctionInvocationRateLimitExceeded": "reserved-rate-limit",
+    "CallerRateLimitExceeded": "caller-rate-limit",
+    "ConcurrentSnapshotCreateLimitExceeded": "snapshot-create-limit",
+}
+# The credentials provider's documented messages, as codes for the table.
+_IOT_MESSAGES = (
+    ("invalid thing name", "InvalidThingName"),
+    ("certificate is invalid", "CertificateInvalid"),
+    ("role alias does not exist", "RoleAliasNotFound"),
+    ("unable to assume the role", "RoleNotAssumable"),
+    ("credentialdurationseconds", "DurationExceedsMax"),
+    ("access denied", "AccessDenied"),
+)
+_BAD_TOKEN_REASONS = ("token-expired", "token-invalid")
+
+
+def _decide(hop: str, status: int, code: str | None) -> tuple[int, str, bool]:
+    """(exit status, reason, resend) for an AWS error answer: the table's row, else by HTTP status."""
+    row = _ERROR_TABLE.get((hop, code or ""))
+    if row is not None:
+        return row
+    if status == 429:
+        return EX_TEMPFAIL, "throttled", True
+    if status >= 500:
+        # A server error from Lambda may come after the function ran; credentials can be fetched again.
+        return (EX_IOERR, "lambda-server-error", False) if hop == "lambda" else (EX_TEMPFAIL, "server-error", True)
+    if status in (401, 403):
+        return EX_NOPERM, "denied", False
+    if status == 404:
+        return EX_UNAVAILABLE, "not-found", False
+    if 400 <= status < 500 and code:
+        return EX_UNAVAILABLE, "refused", False
+    return EX_PROTOCOL, "unexpected-answer", False  # no error code: not an AWS error answer
+
+def _aws_error_fields(response: _Response, hop: str) -> tuple[str | None, str, str | None, str | None]:
+    """(code, message, request id, throttle reason) from a JSON (IoT, Lambda) or XML (STS) error answer."""
+    request_id = response.headers.get("x-amzn-RequestId")
+    code = response.headers.get("x-amzn-ErrorType")
+    message = ""
+    throttle = None
+    body = response.body[:65536]
+    if body.lstrip().startswith(b"<"):
+        try:
+            root = _xml_root(body, hop, response.status)
+        except IotInvokeError:
+            root = None
+        if root is not None:
+            code = code or _xml_text(root, "Error", "Code")
+            message = _xml_text(root, "Error", "Message") or ""
+            request_id = request_id or _xml_text(root, "RequestId")
+    elif body:
+        import json
+
+        try:
+            document = json.loads(body)
+        except (ValueError, RecursionError):
+            document = None
+        if isinstance(document, dict):
+            message = str(document.get("message") or document.get("Message") or "")
+            code = code or document.get("code") or document.get("Code") or document.get("__type")
+            throttle = document.get("Reason")
+    if code:
+        # botocore's rule: "Code:http://internal..." and "namespace#Code" both mean Code.
+        code = _short(str(code).split(":", 1)[0].rsplit("#", 1)[-1], 100)
+    if hop == "iot":
+        lowered = message.lower()
+        code = next((c for marker, c in _IOT_MESSAGES if marker in lowered), None) or (
+            "Throttling" if response.status == 429 else code)
+    return code or None, _short(message), request_id and _short(request_id, 100), (
+        throttle if isinstance(throttle, str) else None)
+
+
+def _retry_after(response: _Response) -> float | None:
+    import math
+
+    value = response.headers.get("Retry-After")
+    try:
+        seconds = float(value) if value else None
+    except ValueError:
+        return None
+    # Kept as AWS said it (bounded to a day): _retrying never waits beyond its budget, the caller is told.
+    return min(seconds, 86400.0) if seconds is not None and seconds >= 0 and math.isfinite(seconds) else None
+
+
+# Where a reason needs more than AWS's own message: what it means and what to do. {alias}, {thing},
+# {role}, {function} and {region} come from the configuration.
+_EXPLANATIONS = {
+    "thing-not-attached": "thing_name {thing!r} is not attached to this certificate",
+    "certificate-inactive": "the certificate is not active with AWS IoT in this account and region (inactive, "
+    "revoked, or registered elsewhere)",
+    "iot-policy-denied": "the certificate may not assume role alias {alias!r} (is role_alias spelt right, and does "
+    "the certificate's IoT policy allow iot:AssumeRoleWithCertificate on it?)",
+    "role-alias-not-found": "role alias {alias!r} does not exist (check role_alias, and that endpoint is the "
+    "iot:CredentialProvider endpoint of the right account and region)",
+    "role-not-assumable": "the role behind role alias {alias!r} cannot be assumed (it does not exist, or its trust "
+    "policy does not name credentials.iot.amazonaws.com)",
+    "duration-exceeds-role-max": "role alias {alias!r} asks for longer credentials than its role's MaxSessionDuration",
+    "assume-role-denied": "AssumeRole into {role} was denied: the role's trust policy must name the IoT role (with "
+    "the external_id, if it has a condition) and the IoT role must be allowed sts:AssumeRole on it",
+    "sts-region-disabled": "STS is not activated in {region} for the account: an administrator activates it in "
+    "the IAM account settings",
+    "function-not-found": "function not found",
+    "function-not-ready": "the function is not ready (Pending, Inactive or being updated); it becomes Active by itself",
+    "snapstart-not-ready": "the function's SnapStart snapshot is still being created",
+    "vpc-not-ready": "the function's VPC connection is not available yet",
+    "lambda-service-error": "Lambda failed after accepting the invoke: the function may have run",
+    "lambda-server-error": "Lambda answered with a server error: the function may have run",
+    "efs-io": "the function's file system failed while it ran: the function may have run",
+    "payload-rejected": "Lambda refused the payload",
+    "payload-too-large": "Lambda refused the payload as too large",
+    "throttled": "throttled",
+    "server-error": "AWS server error",
+    "token-expired": "the credentials were refused as expired",
+    "token-invalid": "the credentials were refused as invalid",
+    "signature-mismatch": "AWS refused the request signature",
+    "clock-skew": "AWS refused the request time (is the clock right?)",
+}
+
+
+def _aws_error(
+    response: _Response, hop: str, env: Environment | None, config: Config, invocation_type: str = "RequestResponse"
+) -> IotInvokeError:
+    """The error for an AWS error answer of any hop, decided by _ERROR_TABLE (see there)."""
+    code, message, request_id, throttle = _aws_error_fields(response, hop)
+    status = response.status
+    exit_code, reason, resend = _decide(hop, status, code)
+    if reason == "throttled" and throttle in _THROTTLE_REASONS:
+        reason = _THROTTLE_REASONS[throttle]
+    retry_after = _retry_after(response)
+    if reason == "reserved-concurrency-limit" and retry_after is None:
+        retry_after = RESERVED_THROTTLE_WAIT_S
+    kw: dict[str, Any] = {"hop": hop, "status": status, "code": code, "request_id": request_id, "reason": reason}
+    if code in _SKEW_CODES and any(marker in message for marker in _SKEW_MARKERS):
+        return _ClockSkew(
+            _EXPLANATIONS["clock-skew"] + ": " + message,
+            EX_NOPERM,
+            server_time=_http_date(response.headers.get("Date")),
+            **dict(kw, reason="clock-skew"),
+        )
+    if reason in _BAD_TOKEN_REASONS:
+        return _BadCredentials(_EXPLANATIONS[reason] + ": " + (message or str(code)), EX_NOPERM, **kw)
+    explanation = _EXPLANATIONS.get(reason)
+    if reason == "invoke-denied" and env is not None:
+        if "cross-account log" in message.lower():
+            kw["reason"] = "cross-account-log"
+            explanation = "Lambda returns no log tail across accounts"
+        elif env.direct:
+            explanation = ("invoke of {function} was denied (the function's resource policy must allow the IoT role, "
+                           "and the IoT role lambda:InvokeFunction)")
+        else:
+            explanation = "invoke of {function} was denied (the role {role} must be allowed lambda:InvokeFunction on it)"
+    elif explanation is None and hop == "lambda" and code is not None and (hop, code) in _ERROR_TABLE:
+        # A set-up failure of the function before its code ran: say whose it is to fix.
+        explanation = ("Lambda could not start the function (%s): %s" % (
+            reason, "it clears by itself" if resend else "only the function's owner can fix this"))
+    if explanation is None:
+        explanation = {"iot": "the credentials provider refused", "sts": "STS refused AssumeRole",
+                       "lambda": "Lambda refused the invoke"}[hop]
+        if exit_code == EX_PROTOCOL:
+            explanation = "unexpected answer from " + {"iot": "the credentials provider", "sts": "STS",
+                                                       "lambda": "Lambda"}[hop]
+    text = explanation.format(
+        alias=config.role_alias,
+        thing=config.thing_name,
+        role=env.role_arn if env else None,
+        function=env.function if env else None,
+        region=env.region if env else config.region,
+    )
+    if message.lower().startswith(text.lower()):
+        text += message[len(text):]  # AWS said the same, with detail: "Function not found: arn:..."
+    elif message and message not in text:
+        text += ": " + message
+    if hop == "lambda" and exit_code == EX_IOERR:
+        if invocation_type == "DryRun" or (env is not None and env.idempotent):
+            # Nothing ran (DryRun), or the caller declared that running twice is harmless.
+            return _Retryable(text, EX_TEMPFAIL, retry_after=retry_after, **kw)
+        text += "; not retried automatically"
+    if resend or exit_code == EX_TEMPFAIL:
+        return _Retryable(text, exit_code, retry_after=retry_after, **kw)
+    return IotInvokeError(text, exit_code, retry_after=retry_after, **kw)
+
+# --- Configuration: reading and checking ----------------------------------------------------------
 
 
 class _PlainIni:
@@ -731,119 +1435,7 @@ def _host_port(url: str) -> tuple[str, int]:
     host, _, port = hostport.partition(":")
     return host, int(port) if port else 443
 
-
-# --- Refresh and retry policy ---------------------------------------------------------------------
-# Small pure functions: Client uses them, and scripts/fleet imports them to simulate a fleet of
-# boards against AWS's quotas. Randomness comes in as ``rand`` (uniform in [0, 1), such as
-# random.random), so that tests and the simulation can be deterministic.
-
-
-def refresh_window(issued: float, expiration: float) -> tuple[float, float]:
-    """The earliest and latest refresh point of credentials issued at ``issued`` that expire at
-    ``expiration``: REFRESH_MARGIN_S before expiry, up to REFRESH_JITTER_S earlier, and never
-    earlier than half the lifetime (a 15-minute role alias still gets half its credentials' use)."""
-    lifetime = max(0.0, expiration - issued)
-    half = lifetime * REFRESH_MARGIN_FRACTION
-    latest = expiration - min(REFRESH_MARGIN_S, half)
-    earliest = expiration - min(REFRESH_MARGIN_S + REFRESH_JITTER_S, half)
-    return earliest, latest
-
-
-def refresh_point(issued: float, expiration: float, rand: Callable[[], float]) -> float:
-    """A refresh point drawn uniformly from refresh_window(): boards that fetched together (a
-    fleet after a power cut) refresh apart, so they do not come back together every hour.
-    rand() == 0 gives the latest point, the fixed margin of earlier versions."""
-    earliest, latest = refresh_window(issued, expiration)
-    return latest - rand() * (latest - earliest)
-
-
-def retry_delay(attempt: int, rand: Callable[[], float], retry_after: float | None = None) -> float:
-    """Seconds to sleep after failed attempt ``attempt`` (1, 2, ...) before the next one in this
-    process: "full jitter", uniform in [0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt)]
-    (https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/), added to the
-    server's Retry-After when it sent one, so that the wait is never shorter than AWS asked and
-    boards told the same Retry-After still do not come back in the same instant."""
-    delay = rand() * min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2.0 ** min(attempt, 32))
-    return delay + max(0.0, retry_after or 0.0)
-
-
-def retry_allowed(attempt: int, max_attempts: int, elapsed: float, delay: float,
-                  budget: float = RETRY_BUDGET_S) -> bool:
-    """Whether to sleep ``delay`` and try again after attempt ``attempt``, ``elapsed`` seconds
-    after the first began: at most max_attempts tries, all done within ``budget`` seconds, so a C
-    call never hangs for minutes (the caller waits instead, caller_wait() seconds)."""
-    return attempt < max_attempts and elapsed + delay <= budget
-
-
-def caller_wait(rand: Callable[[], float], retry_after: float | None = None) -> int:
-    """Whole seconds the caller should wait before running iotinvoke again after exit 75 at hop
-    1 or 2 (credentials): uniform in [CALLER_WAIT_MIN_S, CALLER_WAIT_MAX_S], after the server's
-    Retry-After when it sent one. A fleet restarting together is spread over two minutes instead
-    of retrying in step (scripts/fleet; README "At fleet scale")."""
-    import math
-
-    span = CALLER_WAIT_MAX_S - CALLER_WAIT_MIN_S + 1
-    wait = CALLER_WAIT_MIN_S + min(int(rand() * span), span - 1)
-    return wait + (math.ceil(retry_after) if retry_after and retry_after > 0 else 0)
-
-
-# --- Credentials and their on-disk cache ------------------------------------------------------------
-
-
-class Credentials:
-    """Temporary AWS credentials. Attribute names are botocore's, so its signer takes them as they are.
-
-    ``expiration`` is seconds since the epoch on AWS's clock; repr() never shows the secrets.
-    """
-
-    __slots__ = ("access_key", "secret_key", "token", "expiration", "issued", "refresh")
-
-    def __init__(
-        self,
-        access_key: str,
-        secret_key: str,
-        token: str,
-        expiration: float,
-        issued: float,
-        refresh: float | None = None,
-    ) -> None:
-        self.access_key = access_key
-        self.secret_key = secret_key
-        self.token = token
-        self.expiration = expiration
-        self.issued = issued  # when we received them (corrected clock): gives the lifetime
-        # The refresh point (AWS's clock), drawn once by refresh_at() and stored with the cache
-        # entry, so that every process using the entry agrees on it.
-        self.refresh = refresh
-
-    def __repr__(self) -> str:
-        return "Credentials(access_key=%r, expiration=%s)" % (self.access_key, _iso8601(self.expiration))
-
-    def refresh_at(self) -> float:
-        """The refresh point: drawn by refresh_point() on first use, the same afterwards."""
-        if self.refresh is None:
-            import random
-
-            self.refresh = refresh_point(self.issued, self.expiration, random.random)
-        return self.refresh
-
-    def fresh(self, now: float) -> bool:
-        """Usable without a refresh: the refresh point (5 to 15 min before expiry, at most half
-        the lifetime; see refresh_window) not reached."""
-        return now < self.refresh_at()
-
-    def valid(self, now: float, margin: float = MIN_FALLBACK_VALIDITY_S) -> bool:
-        return now < self.expiration - margin
-
-    def to_json(self) -> dict[str, Any]:
-        """The AWS credential_process format (Version 1)."""
-        return {
-            "Version": 1,
-            "AccessKeyId": self.access_key,
-            "SecretAccessKey": self.secret_key,
-            "SessionToken": self.token,
-            "Expiration": _iso8601(self.expiration),
-        }
+# --- The on-disk cache ----------------------------------------------------------------------------
 
 
 class _Cache:
@@ -1062,8 +1654,107 @@ class _Lock:
             os.close(self._fd)  # closing releases the flock
             self._fd = None
 
+_RUN_FOLDER = "/run/iotinvoke"  # made by root, or for a service user by tmpfiles.d (README "Cache location")
 
-# --- HTTP transport ----------------------------------------------------------------------------------
+
+def _cache_folder(config: Config, environ: Mapping[str, str] = os.environ) -> str | None:
+    return _cache_location(config, environ)[0]
+
+
+def _cache_location(config: Config, environ: Mapping[str, str] = os.environ) -> tuple[str | None, str]:
+    """The cache folder and where that choice came from. Session tokens belong on a tmpfs (no
+    SD-card wear, gone at reboot), so every run-time folder comes before ~/.cache:
+
+    1. cache_dir / $IOTINVOKE_CACHE_DIR: the operator said so;
+    2. $RUNTIME_DIRECTORY: systemd's RuntimeDirectory= of the service that runs us, made for it
+       with its user and mode; used as it is when named iotinvoke, else its iotinvoke subfolder
+       (another service's folder is never filled, or cleared, with our files);
+    3. $XDG_RUNTIME_DIR/iotinvoke: a login session's or user service's tmpfs;
+    4. /run/iotinvoke, when it is ours (tmpfiles.d made it for this user) or we are root;
+    5. ~/.cache/iotinvoke: persistent storage, the last resort (cron jobs, daemons of a user).
+    """
+    import stat
+
+    if config.cache_dir:
+        return config.cache_dir, "cache_dir or $IOTINVOKE_CACHE_DIR"
+    runtime_directory = environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+    if runtime_directory:
+        if os.path.basename(runtime_directory.rstrip("/")) != "iotinvoke":
+            runtime_directory = os.path.join(runtime_directory, "iotinvoke")
+        return runtime_directory, "$RUNTIME_DIRECTORY (systemd RuntimeDirectory=)"
+    runtime = environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        return os.path.join(runtime, "iotinvoke"), "$XDG_RUNTIME_DIR"
+    try:
+        st = os.lstat(_RUN_FOLDER)
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid():
+            return _RUN_FOLDER, "/run/iotinvoke (tmpfiles.d)"
+    except FileNotFoundError:
+        if os.geteuid() == 0 and os.path.isdir(os.path.dirname(_RUN_FOLDER)):
+            return _RUN_FOLDER, "/run/iotinvoke (root)"
+    except OSError:
+        pass
+    home = environ.get("HOME") or os.path.expanduser("~")
+    if home == "~":
+        return None, "no run-time folder and no home folder"
+    return os.path.join(home, ".cache", "iotinvoke"), "~/.cache (persistent storage: no run-time folder)"
+
+
+def _say_once(key: str, environ: Mapping[str, str] = os.environ) -> bool:
+    """True the first time ``key`` is asked about since boot (or since _forget_said(key)).
+
+    Every call is a new process, so "once" is kept in a marker file on a tmpfs that reboots
+    empty: $XDG_RUNTIME_DIR, else /dev/shm. The marker is created with O_EXCL, so of two
+    processes at once only one says it. Where no marker can be kept, every call says it:
+    repeated is better than silent. A marker planted by another user does not silence us.
+    """
+    for path in _said_markers(key, environ):
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+            return True
+        except FileExistsError:
+            try:
+                return os.lstat(path).st_uid != os.geteuid()
+            except OSError:
+                return True
+        except OSError:
+            continue  # that folder is not usable: try the next one
+    return True
+
+
+def _forget_said(key: str, environ: Mapping[str, str] = os.environ) -> None:
+    for path in _said_markers(key, environ):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+def _said_markers(key: str, environ: Mapping[str, str]) -> list[str]:
+    import hashlib
+
+    name = "iotinvoke-said-%d-%s" % (os.geteuid(), hashlib.sha256(key.encode()).hexdigest()[:16])
+    folders = [f for f in (environ.get("XDG_RUNTIME_DIR"), "/dev/shm") if f]
+    return [os.path.join(folder, name) for folder in folders]
+
+
+def _clock_offset(entry: dict[str, Any] | None) -> float:
+    """The stored offset to AWS's clock; anything but a plausible number (NaN, 1e300) counts as none."""
+    import math
+
+    value = (entry or {}).get("offset")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        if abs(value) <= MAX_CLOCK_OFFSET_S:
+            return float(value)
+    return 0.0
+
+
+def _cache_key(*parts: str) -> str:
+    import hashlib
+
+    return parts[0] + "-" + hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32] + ".json"
+
+# --- HTTP transport -------------------------------------------------------------------------------
 
 
 class _Response:
@@ -1610,8 +2301,124 @@ def _ssl_context(
         _load_device_key(context, cert, key)
     return context
 
+# --- What a failed connection means ---------------------------------------------------------------
 
-# --- Device keys in hardware (OpenSSL providers: PKCS#11 tokens, TPM 2.0 via tpm2-pkcs11) ------------
+
+# TLS alerts a server sends when it refuses the client's certificate (RFC 8446 section 6.2).
+_CERTIFICATE_ALERTS = ("BAD_CERTIFICATE", "UNKNOWN_CA", "CERTIFICATE_UNKNOWN", "CERTIFICATE_REQUIRED",
+                       "CERTIFICATE_REVOKED", "CERTIFICATE_EXPIRED", "ACCESS_DENIED", "UNSUPPORTED_CERTIFICATE")
+# OpenSSL's X509_V_ERR codes that mean "the certificate is not valid at this time".
+_X509_TIME_ERRORS = (9, 10)  # CERT_NOT_YET_VALID, CERT_HAS_EXPIRED
+_X509_V_FLAG_NO_CHECK_TIME = 0x200000  # OpenSSL 1.1.0+: verify the chain and name, not the dates
+_X509_NAME_ERRORS = (62, 64)  # HOSTNAME_MISMATCH, IP_ADDRESS_MISMATCH
+
+
+def _verify_failure(error: BaseException) -> tuple[int | None, str] | None:
+    """(OpenSSL verify code, its message) when error is, or wraps, a certificate verification failure."""
+    import ssl
+
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and len(chain) < 6:
+        chain.append(current)
+        inner = current.args[0] if current.args and isinstance(current.args[0], BaseException) else None
+        current = inner or current.__cause__ or current.__context__
+    for link in chain:
+        if isinstance(link, ssl.SSLCertVerificationError):
+            return link.verify_code, str(link.verify_message)
+    for link in chain:  # wrapped as text only
+        text = str(link)
+        if type(link).__name__ == "CertificateError" or "CERTIFICATE_VERIFY_FAILED" in text:
+            lowered = text.lower()
+            code = 62 if "match" in lowered else 9 if "not yet valid" in lowered else 10 if "expired" in lowered else None
+            return code, text
+    return None
+
+
+def _connect_error(hop: str, url: str, error: BaseException, mutual: bool, ca: str | None,
+                   ca_source: str) -> IotInvokeError:
+    """A failure before anything was sent: DNS, TCP, the proxy tunnel, or the TLS handshake."""
+    import socket
+
+    host = _host_port(url)[0]
+    text = _net_reason(error)
+    if isinstance(error, _CertificateTime):
+        if error.expired:
+            return IotInvokeError("%s: %s, by AWS's time as learned at boot; the device certificate was not sent"
+                                  % (host, error), EX_UNAVAILABLE, hop, reason="tls-certificate-expired")
+        return IotInvokeError("%s: %s: the board's clock is wrong (check NTP: timedatectl status)" % (host, error),
+                              EX_TEMPFAIL, hop, reason="clock-wrong", retry_after=CLOCK_WAIT_S)
+    verify = _verify_failure(error)
+    if verify is not None:
+        code, detail = verify
+        if code in _X509_NAME_ERRORS:
+            return IotInvokeError(
+                "the server at %s presented a certificate for another name (%s): check the endpoint; the "
+                "device certificate was not sent" % (host, _short(detail, 120)), EX_UNAVAILABLE, hop,
+                reason="tls-name-mismatch")
+        if code in _X509_TIME_ERRORS:
+            return IotInvokeError(
+                "the server certificate of %s is %s at this board's time %s: the clock is wrong (check "
+                "NTP: timedatectl status); retry once the clock is set" % (
+                    host, "not yet valid" if code == 9 else "expired", _iso8601(time.time())),
+                EX_TEMPFAIL, hop, reason="clock-wrong", retry_after=CLOCK_WAIT_S)
+        source = "%s (%s)" % (ca, ca_source) if ca else "the default trust, " + _default_trust()[1]
+        return IotInvokeError(
+            "the server certificate of %s is not trusted by %s: %s" % (host, source, _short(detail, 120)),
+            EX_UNAVAILABLE, hop, reason="tls-untrusted")
+    upper = str(error).upper()
+    if mutual and any("ALERT_" + alert in upper for alert in _CERTIFICATE_ALERTS):
+        return _certificate_refused(hop, str(error))
+    if "WRONG_VERSION_NUMBER" in upper or "UNSUPPORTED_PROTOCOL" in upper or "ALERT_PROTOCOL_VERSION" in upper:
+        return IotInvokeError("%s does not speak TLS 1.2 or later on that port: %s" % (host, text), EX_UNAVAILABLE, hop,
+                              reason="tls-protocol")
+    if "Tunnel connection failed" in str(error) or type(error).__name__ == "ProxyError":
+        if " 407" in str(error):
+            return IotInvokeError("the proxy refused its credentials (HTTP 407): check HTTPS_PROXY's user and password",
+                                  EX_CONFIG, hop, reason="proxy-auth")
+        return _Retryable("the proxy could not open a tunnel to %s: %s" % (host, text), EX_TEMPFAIL, hop,
+                          reason="proxy-failed")
+    inner: BaseException | None = error
+    while inner is not None and not isinstance(inner, socket.gaierror):
+        inner = inner.__cause__ or inner.__context__
+    if inner is not None or type(error).__name__ == "NameResolutionError":
+        return _Retryable("cannot resolve %s: %s" % (host, text), EX_TEMPFAIL, hop, reason="dns-failed")
+    if "timed out" in str(error).lower() or isinstance(error, socket.timeout):
+        return _Retryable("connecting to %s timed out" % host, EX_TEMPFAIL, hop, reason="connect-timeout")
+    if "SSL" in type(error).__name__ or "ssl" in type(error).__module__ or "_ssl.c" in str(error):
+        return _Retryable("the TLS handshake with %s failed: %s" % (host, text), EX_TEMPFAIL, hop,
+                          reason="tls-interrupted")
+    return _Retryable("cannot connect to %s: %s" % (host, text), EX_TEMPFAIL, hop, reason="connect-failed")
+
+
+def _certificate_refused(hop: str, text: str) -> IotInvokeError:
+    return IotInvokeError(
+        "the credentials provider refused the device certificate during the TLS handshake (not registered "
+        "with AWS IoT, inactive, expired, or signed by an unknown CA): %s" % _short(text),
+        EX_NOPERM, hop, reason="certificate-refused")
+
+
+def _exchange_error(hop: str, url: str, error: BaseException, mutual: bool, may_run: bool, expired: bool,
+                    deadline_s: float | None) -> IotInvokeError:
+    """A failure after the request may have gone out (urllib3 raises the same errors, ProxyError and
+    SSLError included, for a connection torn before or after the server acted on it)."""
+    if mutual and any("ALERT_" + alert in str(error).upper() for alert in _CERTIFICATE_ALERTS):
+        return _certificate_refused(hop, str(error))  # TLS 1.3: the refusal arrives with the first read
+    if expired:
+        what, reason = "no complete answer within %.0f s" % (deadline_s or 0), "answer-deadline"
+    elif isinstance(error, _Truncated) or "IncompleteRead" in repr(error) or "ProtocolError" in type(error).__name__:
+        what, reason = "the answer was cut short (%s)" % _net_reason(error), "answer-truncated"
+    elif "timed out" in str(error).lower() or type(error).__name__ == "ReadTimeoutError":
+        what, reason = "no answer in time (%s)" % _net_reason(error), "answer-timeout"
+    else:
+        what, reason = "the connection failed (%s)" % _net_reason(error), "answer-lost"
+    if not may_run:
+        return _Retryable("%s from %s" % (what, url.split("?")[0]), EX_TEMPFAIL, hop, reason=reason)
+    return IotInvokeError(
+        "the invoke was sent but %s: the function may have run; not retried automatically" % what,
+        EX_IOERR, hop, reason=reason)
+
+# --- Device keys in hardware (OpenSSL providers: PKCS#11 tokens, TPM 2.0 via tpm2-pkcs11) ---------
 #
 # load_cert_chain ends in SSL_CTX_use_PrivateKey_file, which OpenSSL 3 decodes through its loaded
 # providers: with pkcs11-provider loaded, [iot] key may name a "PKCS#11 provider URI" PEM file and
@@ -1961,123 +2768,7 @@ def _conf_value(conf_text: str, name: str) -> str | None:
             return value.strip().strip('"')
     return None
 
-
-# TLS alerts a server sends when it refuses the client's certificate (RFC 8446 section 6.2).
-_CERTIFICATE_ALERTS = ("BAD_CERTIFICATE", "UNKNOWN_CA", "CERTIFICATE_UNKNOWN", "CERTIFICATE_REQUIRED",
-                       "CERTIFICATE_REVOKED", "CERTIFICATE_EXPIRED", "ACCESS_DENIED", "UNSUPPORTED_CERTIFICATE")
-# OpenSSL's X509_V_ERR codes that mean "the certificate is not valid at this time".
-_X509_TIME_ERRORS = (9, 10)  # CERT_NOT_YET_VALID, CERT_HAS_EXPIRED
-_X509_V_FLAG_NO_CHECK_TIME = 0x200000  # OpenSSL 1.1.0+: verify the chain and name, not the dates
-_X509_NAME_ERRORS = (62, 64)  # HOSTNAME_MISMATCH, IP_ADDRESS_MISMATCH
-
-
-def _verify_failure(error: BaseException) -> tuple[int | None, str] | None:
-    """(OpenSSL verify code, its message) when error is, or wraps, a certificate verification failure."""
-    import ssl
-
-    chain: list[BaseException] = []
-    current: BaseException | None = error
-    while current is not None and len(chain) < 6:
-        chain.append(current)
-        inner = current.args[0] if current.args and isinstance(current.args[0], BaseException) else None
-        current = inner or current.__cause__ or current.__context__
-    for link in chain:
-        if isinstance(link, ssl.SSLCertVerificationError):
-            return link.verify_code, str(link.verify_message)
-    for link in chain:  # wrapped as text only
-        text = str(link)
-        if type(link).__name__ == "CertificateError" or "CERTIFICATE_VERIFY_FAILED" in text:
-            lowered = text.lower()
-            code = 62 if "match" in lowered else 9 if "not yet valid" in lowered else 10 if "expired" in lowered else None
-            return code, text
-    return None
-
-
-def _connect_error(hop: str, url: str, error: BaseException, mutual: bool, ca: str | None,
-                   ca_source: str) -> IotInvokeError:
-    """A failure before anything was sent: DNS, TCP, the proxy tunnel, or the TLS handshake."""
-    import socket
-
-    host = _host_port(url)[0]
-    text = _net_reason(error)
-    if isinstance(error, _CertificateTime):
-        if error.expired:
-            return IotInvokeError("%s: %s, by AWS's time as learned at boot; the device certificate was not sent"
-                                  % (host, error), EX_UNAVAILABLE, hop, reason="tls-certificate-expired")
-        return IotInvokeError("%s: %s: the board's clock is wrong (check NTP: timedatectl status)" % (host, error),
-                              EX_TEMPFAIL, hop, reason="clock-wrong", retry_after=CLOCK_WAIT_S)
-    verify = _verify_failure(error)
-    if verify is not None:
-        code, detail = verify
-        if code in _X509_NAME_ERRORS:
-            return IotInvokeError(
-                "the server at %s presented a certificate for another name (%s): check the endpoint; the "
-                "device certificate was not sent" % (host, _short(detail, 120)), EX_UNAVAILABLE, hop,
-                reason="tls-name-mismatch")
-        if code in _X509_TIME_ERRORS:
-            return IotInvokeError(
-                "the server certificate of %s is %s at this board's time %s: the clock is wrong (check "
-                "NTP: timedatectl status); retry once the clock is set" % (
-                    host, "not yet valid" if code == 9 else "expired", _iso8601(time.time())),
-                EX_TEMPFAIL, hop, reason="clock-wrong", retry_after=CLOCK_WAIT_S)
-        source = "%s (%s)" % (ca, ca_source) if ca else "the default trust, " + _default_trust()[1]
-        return IotInvokeError(
-            "the server certificate of %s is not trusted by %s: %s" % (host, source, _short(detail, 120)),
-            EX_UNAVAILABLE, hop, reason="tls-untrusted")
-    upper = str(error).upper()
-    if mutual and any("ALERT_" + alert in upper for alert in _CERTIFICATE_ALERTS):
-        return _certificate_refused(hop, str(error))
-    if "WRONG_VERSION_NUMBER" in upper or "UNSUPPORTED_PROTOCOL" in upper or "ALERT_PROTOCOL_VERSION" in upper:
-        return IotInvokeError("%s does not speak TLS 1.2 or later on that port: %s" % (host, text), EX_UNAVAILABLE, hop,
-                              reason="tls-protocol")
-    if "Tunnel connection failed" in str(error) or type(error).__name__ == "ProxyError":
-        if " 407" in str(error):
-            return IotInvokeError("the proxy refused its credentials (HTTP 407): check HTTPS_PROXY's user and password",
-                                  EX_CONFIG, hop, reason="proxy-auth")
-        return _Retryable("the proxy could not open a tunnel to %s: %s" % (host, text), EX_TEMPFAIL, hop,
-                          reason="proxy-failed")
-    inner: BaseException | None = error
-    while inner is not None and not isinstance(inner, socket.gaierror):
-        inner = inner.__cause__ or inner.__context__
-    if inner is not None or type(error).__name__ == "NameResolutionError":
-        return _Retryable("cannot resolve %s: %s" % (host, text), EX_TEMPFAIL, hop, reason="dns-failed")
-    if "timed out" in str(error).lower() or isinstance(error, socket.timeout):
-        return _Retryable("connecting to %s timed out" % host, EX_TEMPFAIL, hop, reason="connect-timeout")
-    if "SSL" in type(error).__name__ or "ssl" in type(error).__module__ or "_ssl.c" in str(error):
-        return _Retryable("the TLS handshake with %s failed: %s" % (host, text), EX_TEMPFAIL, hop,
-                          reason="tls-interrupted")
-    return _Retryable("cannot connect to %s: %s" % (host, text), EX_TEMPFAIL, hop, reason="connect-failed")
-
-
-def _certificate_refused(hop: str, text: str) -> IotInvokeError:
-    return IotInvokeError(
-        "the credentials provider refused the device certificate during the TLS handshake (not registered "
-        "with AWS IoT, inactive, expired, or signed by an unknown CA): %s" % _short(text),
-        EX_NOPERM, hop, reason="certificate-refused")
-
-
-def _exchange_error(hop: str, url: str, error: BaseException, mutual: bool, may_run: bool, expired: bool,
-                    deadline_s: float | None) -> IotInvokeError:
-    """A failure after the request may have gone out (urllib3 raises the same errors, ProxyError and
-    SSLError included, for a connection torn before or after the server acted on it)."""
-    if mutual and any("ALERT_" + alert in str(error).upper() for alert in _CERTIFICATE_ALERTS):
-        return _certificate_refused(hop, str(error))  # TLS 1.3: the refusal arrives with the first read
-    if expired:
-        what, reason = "no complete answer within %.0f s" % (deadline_s or 0), "answer-deadline"
-    elif isinstance(error, _Truncated) or "IncompleteRead" in repr(error) or "ProtocolError" in type(error).__name__:
-        what, reason = "the answer was cut short (%s)" % _net_reason(error), "answer-truncated"
-    elif "timed out" in str(error).lower() or type(error).__name__ == "ReadTimeoutError":
-        what, reason = "no answer in time (%s)" % _net_reason(error), "answer-timeout"
-    else:
-        what, reason = "the connection failed (%s)" % _net_reason(error), "answer-lost"
-    if not may_run:
-        return _Retryable("%s from %s" % (what, url.split("?")[0]), EX_TEMPFAIL, hop, reason=reason)
-    return IotInvokeError(
-        "the invoke was sent but %s: the function may have run; not retried automatically" % what,
-        EX_IOERR, hop, reason=reason)
-
-
-# --- SigV4 signing (botocore's signer) ---------------------------------------------------------------
+# --- SigV4 signing (botocore's signer) ------------------------------------------------------------
 
 
 def _signed_headers(
@@ -2103,549 +2794,7 @@ def _signed_headers(
     signer._inject_signature_to_request(request, signer.signature(string_to_sign, request))
     return dict(request.headers.items())
 
-
-# --- The three hops -------------------------------------------------------------------------------------
-
-
-class InvokeResult:
-    """What Lambda answered: status 200/202/204, the payload bytes, and the function error if any."""
-
-    __slots__ = ("status", "payload", "function_error", "log_result", "executed_version", "request_id")
-
-    def __init__(
-        self,
-        status: int,
-        payload: bytes,
-        function_error: str | None,
-        log_result: str | None,
-        executed_version: str | None,
-        request_id: str | None,
-    ) -> None:
-        self.status = status
-        self.payload = payload
-        self.function_error = function_error  # "Unhandled" / "Handled", or None
-        self.log_result = log_result  # the decoded log tail, when asked for
-        self.executed_version = executed_version
-        self.request_id = request_id
-
-
-class Client:
-    """Gets credentials (cached) and invokes functions for the environments of a Config.
-
-    ``log`` receives one line per step (never a secret); ``clock`` returns seconds since the epoch,
-    and the corrected clock is clock() plus the stored skew offset, so a board that booted with a
-    wrong date still signs right. ``monotonic``, ``sleep``, ``random`` and ``transport`` are the
-    real ones unless a test passes its own.
-    """
-
-    def __init__(
-        self,
-        config: Config,
-        *,
-        use_cache: bool = True,
-        log: Callable[[str], None] | None = None,
-        clock: Callable[[], float] = time.time,
-        monotonic: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-        random: Callable[[], float] | None = None,
-        transport: Any = None,
-    ) -> None:
-        self.config = config
-        self._log_line = log
-        self._clock = clock
-        self._monotonic = monotonic
-        self._sleep = sleep
-        if random is None:
-            import random as random_module
-
-            random = random_module.random
-        self._random = random
-        self._transport = transport or _Transport(
-            config.connect_timeout, self._log, _BoardClock(self.now, self._clock, self._learn_clock))
-        folder = _cache_folder(config) if use_cache else None
-        self._cache = _Cache(folder, self._log, self._warn)
-        self._cert_digest: str | None = None
-        self._memory: dict[str, Credentials] = {}  # for long-lived clients (--stream), and --no-cache
-        self.last_drift: float | None = None  # AWS's clock minus ours, at the last answer with a Date
-        self.clock_offset = _clock_offset(self._cache.read_json("clock.json"))
-        self._lock_deadline: float | None = None  # one bound for all the cache locks of one call
-
-    # -- helpers
-
-    def _log(self, message: str) -> None:
-        if self._log_line is not None:
-            self._log_line(message)
-
-    def _warn(self, message: str) -> None:
-        """A note on standard error even without a log (with one, -v, _log has said it already)."""
-        if self._log_line is None:
-            _say(sys.stderr, "iotinvoke: " + message + "\n")
-
-    def now(self) -> float:
-        """The corrected clock: the local clock plus the skew AWS told us about."""
-        return self._clock() + self.clock_offset
-
-    def environment(self, name: str) -> Environment:
-        env = self.config.environments.get(name)
-        if env is None:
-            known = ", ".join(sorted(self.config.environments)) or "none"
-            raise IotInvokeError(
-                "unknown environment %r in %s (known: %s)" % (name, self.config.path, known), EX_USAGE, "config"
-            )
-        return env
-
-    def _note_server_time(self, response: _Response) -> None:
-        """Keep the offset to AWS's clock when it is far from ours, so the next process starts right."""
-        server = _http_date(response.headers.get("Date"))
-        if server is None:
-            return
-        drift = self.last_drift = server - self.now()
-        if abs(drift) > CLOCK_SKEW_THRESHOLD_S:
-            self.clock_offset = server - self._clock()
-            self._log("clock: local clock is %+.0f s off AWS's; correcting" % -self.clock_offset)
-            self._cache.write_json("clock.json", {"offset": self.clock_offset})
-
-    def _certificate_digest(self) -> str:
-        import hashlib
-
-        if self._cert_digest is None:
-            try:
-                with open(self.config.cert, "rb") as f:
-                    self._cert_digest = hashlib.sha256(f.read()).hexdigest()
-            except OSError as e:
-                raise IotInvokeError(
-                    "device certificate %s: %s" % (self.config.cert, _os_reason(e)), EX_NOINPUT, "iot"
-                ) from None
-        return self._cert_digest
-
-    def _retrying(self, hop: str, attempt_once: Callable[[], _T]) -> _T:
-        """Run attempt_once again after _Retryable failures as the refresh and retry policy says:
-        retry_delay() (full jitter, after any Retry-After) while retry_allowed() (max_attempts,
-        RETRY_BUDGET_S). Giving up at hop 1 or 2, the error's retry_after becomes caller_wait():
-        the jittered wait the caller should honour before running iotinvoke again."""
-        started = self._monotonic()
-        attempt = 1
-        while True:
-            try:
-                return attempt_once()
-            except _Retryable as e:
-                delay = retry_delay(attempt, self._random, e.retry_after)
-                if not retry_allowed(attempt, self.config.max_attempts, self._monotonic() - started, delay):
-                    if attempt > 1:
-                        e.message += " (after %d attempts)" % attempt
-                    if hop in ("iot", "sts"):
-                        e.retry_after = caller_wait(self._random, e.retry_after)
-                    raise
-                self._log("%s: %s; retrying in %.2f s" % (hop, e, delay))
-                self._sleep(delay)
-                attempt += 1
-
-    # -- hop 1: the IoT credentials provider
-
-    def _iot_key(self) -> str:
-        # The thing name is part of it: IAM policies may use it (credentials-iot:ThingName).
-        config = self.config
-        return _cache_key("iot", config.iot_endpoint, config.role_alias, self._certificate_digest(), config.thing_name or "")
-
-    def iot_credentials(self, refused: str | None = None) -> Credentials:
-        """Credentials of the role alias's role, from the cache or the credentials provider."""
-        return self._cached(self._iot_key(), self.fetch_iot_credentials, refused)
-
-    def fetch_iot_credentials(self) -> Credentials:
-        """Hop 1 afresh (with retries), neither reading nor writing the cache."""
-        config = self.config
-        url = "%s/role-aliases/%s/credentials" % (config.iot_endpoint, config.role_alias)
-        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
-        if config.thing_name:
-            headers[_IOT_THING_HEADER] = config.thing_name
-
-        def attempt() -> Credentials:
-            response = self._transport.send(
-                "iot",
-                "GET",
-                url,
-                headers,
-                None,
-                read_timeout=config.credentials_timeout,
-                deadline_s=config.credentials_timeout,
-                max_bytes=MAX_CREDENTIALS_RESPONSE_BYTES,
-                ca=config.ca,
-                ca_source="[iot] ca" if config.ca else "",
-                client_cert=(config.cert, config.key),
-            )
-            self._note_server_time(response)
-            if response.status == 200:
-                return _parse_iot_credentials(response.body, self.now())
-            raise _aws_error(response, "iot", None, config)
-
-        return self._retrying("iot", attempt)
-
-    # -- hop 2: STS AssumeRole
-
-    def _sts_key(self, env: Environment) -> str:
-        return _cache_key("sts", self._iot_key(), env.role_arn or "", env.external_id or "", str(env.duration_seconds or ""))
-
-    def _assume_role(self, env: Environment) -> Credentials:
-        url, body = self._assume_role_request(env)
-        return self._signed_call(
-            "sts",
-            self.iot_credentials(),
-            lambda source: self._assume_role_once(env, url, body, source),
-            lambda refused: self.iot_credentials(refused=refused.token),
-        )
-
-    def _signed_call(
-        self,
-        hop: str,
-        creds: Credentials,
-        send: Callable[[Credentials], _T],
-        renew: Callable[[Credentials], Credentials] | None,
-    ) -> _T:
-        """send(creds) with retries; when AWS refuses the credentials, renew them once; when it
-        refuses the time stamp, take its clock and sign again, once."""
-        renewed = renew is None
-        corrected = False
-        while True:
-            try:
-                return self._retrying(hop, lambda: send(creds))
-            except _BadCredentials:
-                if renewed or renew is None:
-                    raise
-                self._log("%s: the credentials were refused; fetching new ones" % hop)
-                creds = renew(creds)
-                renewed = True
-            except _ClockSkew as e:
-                if corrected or e.server_time is None:
-                    raise
-                self._correct_clock(e.server_time)
-                corrected = True
-
-    def _assume_role_request(self, env: Environment) -> tuple[str, bytes]:
-        from urllib.parse import urlencode
-
-        assert env.role_arn is not None
-        params = [
-            ("Action", "AssumeRole"),
-            ("Version", "2011-06-15"),
-            ("RoleArn", env.role_arn),
-            ("RoleSessionName", self.session_name()),
-        ]
-        if env.duration_seconds:
-            params.append(("DurationSeconds", str(env.duration_seconds)))
-        if env.external_id:
-            params.append(("ExternalId", env.external_id))
-        return env.sts_endpoint + "/", urlencode(params).encode()
-
-    def _sts_call(self, env: Environment, url: str, body: bytes, creds: Credentials) -> _Response:
-        """One signed STS Query API request; an error answer raises its decided error."""
-        headers = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8", "User-Agent": USER_AGENT}
-        signed = _signed_headers("POST", url, headers, body, creds, "sts", env.region, self.now())
-        response = self._transport.send(
-            "sts",
-            "POST",
-            url,
-            signed,
-            body,
-            read_timeout=self.config.credentials_timeout,
-            deadline_s=self.config.credentials_timeout,
-            max_bytes=MAX_CREDENTIALS_RESPONSE_BYTES,
-            ca=env.ca_bundle,
-            ca_source=env.ca_bundle_source,
-        )
-        self._note_server_time(response)
-        if response.status != 200:
-            raise _aws_error(response, "sts", env, self.config)
-        return response
-
-    def _assume_role_once(self, env: Environment, url: str, body: bytes, source: Credentials) -> Credentials:
-        return _parse_assume_role(self._sts_call(env, url, body, source).body, self.now())
-
-    def assume_role(self, name: str, source: Credentials) -> Credentials:
-        """Hop 2 afresh for environment ``name``, signed with ``source``: one request, no cache."""
-        env = self.environment(name)
-        if env.direct:
-            raise IotInvokeError("environment %r has no role_arn (one-hop mode)" % name, EX_USAGE, "config")
-        url, body = self._assume_role_request(env)
-        return self._assume_role_once(env, url, body, source)
-
-    def clear_cache(self) -> int:
-        """Remove every cached credential and lock file; returns how many files went."""
-        self._memory.clear()
-        return self._cache.clear()
-
-    def caller_identity(self, env: Environment, creds: Credentials) -> str:
-        """The ARN STS sees for creds (GetCallerIdentity needs no permission): for the doctor."""
-        response = self._sts_call(env, env.sts_endpoint + "/", b"Action=GetCallerIdentity&Version=2011-06-15", creds)
-        arn = _xml_text(_xml_root(response.body, "sts", 200), "GetCallerIdentityResult", "Arn")
-        if not arn:
-            raise IotInvokeError("the GetCallerIdentity answer has no Arn", EX_PROTOCOL, "sts", 200)
-        return arn
-
-    def session_name(self) -> str:
-        """RoleSessionName: the thing name when set (it then shows in CloudTrail), else the certificate."""
-        import re
-
-        if self.config.thing_name:
-            name = re.sub(r"[^\w+=,.@-]", "-", self.config.thing_name)[:64]
-            if len(name) >= 2:
-                return name
-        return "iotinvoke-" + self._certificate_digest()[:16]
-
-    # -- credentials for an environment
-
-    def credentials(self, name: str, refused: str | None = None) -> Credentials:
-        """The credentials hop 3 is signed with: the environment role's, or in one-hop mode the IoT
-        role's. ``refused``: a session token AWS just refused, to be replaced."""
-        env = self.environment(name)
-        if env.direct:
-            return self.iot_credentials(refused)
-        return self._cached(self._sts_key(env), lambda: self._assume_role(env), refused)
-
-    def _cached(self, key: str, fetch: Callable[[], Credentials], refused: str | None) -> Credentials:
-        """The credentials at key if fresh (in memory, else on disk), else fetch() under the entry's
-        lock. ``refused``: a session token AWS just refused, never to be returned again."""
-        cached = self._memory.get(key)
-        if cached is None or not cached.fresh(self.now()):
-            cached = self._cache.get(key)
-        if cached is not None and cached.fresh(self.now()) and cached.token != refused:
-            self._log("cache: %s fresh until %s, then refreshed (expires %s)" % (
-                key[:3], _iso8601(cached.refresh_at()), _iso8601(cached.expiration)))
-            self._memory[key] = cached
-            return cached
-        self._log("cache: %s %s" % (key[:3], "refused by AWS" if refused else "absent" if cached is None else "due for refresh"))
-        outermost = self._lock_deadline is None
-        if outermost:
-            self._lock_deadline = time.monotonic() + LOCK_WAIT_S
-        try:
-            return self._fetch_locked(key, fetch, refused)
-        finally:
-            if outermost:
-                self._lock_deadline = None
-
-    def _fetch_locked(self, key: str, fetch: Callable[[], Credentials], refused: str | None) -> Credentials:
-        assert self._lock_deadline is not None
-        with self._cache.lock(key, self._lock_deadline):
-            # Another process may have refreshed the entry while we waited for the lock.
-            current = self._cache.get(key)
-            if current is not None and current.token == refused:
-                current = None
-            if current is None or not current.fresh(self.now()):
-                try:
-                    fresh = fetch()
-                except IotInvokeError as e:
-                    if e.exit_code != EX_TEMPFAIL or current is None or not current.valid(self.now()):
-                        raise
-                    self._log("cache: refresh failed; using credentials valid until %s" % _iso8601(current.expiration))
-                else:
-                    self._cache.put(key, fresh)
-                    current = fresh
-            self._memory[key] = current
-            return current
-
-    def _learn_clock(self, server_time: float) -> None:
-        self.clock_offset = server_time - self._clock()
-        self._cache.write_json("clock.json", {"offset": self.clock_offset})
-
-    def _correct_clock(self, server_time: float) -> None:
-        self.clock_offset = server_time - self._clock()
-        self._log("clock: AWS refused our time stamp; local clock is %+.0f s off, re-signing" % -self.clock_offset)
-        self._cache.write_json("clock.json", {"offset": self.clock_offset})
-
-    # -- hop 3: Lambda Invoke
-
-    def invoke(
-        self,
-        name: str,
-        payload: bytes,
-        invocation_type: str = "RequestResponse",
-        log_tail: bool = False,
-        qualifier: str | None = None,
-        client_context: str | None = None,
-        read_timeout: float | None = None,
-        *,
-        validate: bool = True,
-        credentials: Credentials | None = None,
-    ) -> InvokeResult:
-        """Invoke the environment's function with a JSON payload (bytes, sent as they are).
-        ``validate=False``: the caller already checked the payload (the CLI does, before reading
-        the configuration), so a payload of up to 6 MB is not parsed twice. ``credentials``: sign
-        with these instead of the environment's (cached) ones, and never renew them."""
-        from urllib.parse import quote
-
-        env = self.environment(name)
-        if invocation_type not in ("RequestResponse", "Event", "DryRun"):
-            raise IotInvokeError("invocation type must be RequestResponse, Event or DryRun", EX_USAGE)
-        if validate:
-            _check_payload(payload, invocation_type)
-        if log_tail and env.direct:
-            raise IotInvokeError(
-                "the log tail needs role_arn: in one-hop mode the call is cross-account and Lambda refuses "
-                "cross-account log access",
-                EX_USAGE,
-                "lambda",
-                reason="cross-account-log",
-            )
-        if log_tail and invocation_type != "RequestResponse":
-            raise IotInvokeError("the log tail comes with synchronous invokes only", EX_USAGE, "lambda")
-        qualifier = qualifier or env.qualifier
-        url = "%s/2015-03-31/functions/%s/invocations" % (env.lambda_endpoint, quote(env.function, safe=""))
-        if qualifier:
-            url += "?Qualifier=" + quote(qualifier, safe="")
-        headers = {"X-Amz-Invocation-Type": invocation_type, "User-Agent": USER_AGENT}
-        if log_tail:
-            headers["X-Amz-Log-Type"] = "Tail"
-        if client_context is not None:
-            headers["X-Amz-Client-Context"] = client_context
-        if read_timeout is None:
-            read_timeout = self.config.read_timeout or (
-                INVOKE_READ_TIMEOUT_S if invocation_type == "RequestResponse" else ASYNC_READ_TIMEOUT_S
-            )
-        # Nothing runs on a DryRun, so losing its answer is harmless and it may be retried; so may an
-        # invoke of a function its owner declared idempotent.
-        may_run = invocation_type != "DryRun" and not env.idempotent
-        return self._signed_call(
-            "lambda",
-            credentials or self.credentials(name),
-            lambda creds: self._invoke_once(env, url, headers, payload, creds, read_timeout, may_run),
-            None if credentials else (lambda refused: self.credentials(name, refused=refused.token)),
-        )
-
-    def _invoke_once(
-        self,
-        env: Environment,
-        url: str,
-        headers: dict[str, str],
-        payload: bytes,
-        creds: Credentials,
-        read_timeout: float,
-        may_run: bool,
-    ) -> InvokeResult:
-        signed = _signed_headers("POST", url, headers, payload, creds, "lambda", env.region, self.now())
-        response = self._transport.send(
-            "lambda",
-            "POST",
-            url,
-            signed,
-            payload,
-            read_timeout=read_timeout,
-            max_bytes=MAX_INVOKE_RESPONSE_BYTES,
-            ca=env.ca_bundle,
-            ca_source=env.ca_bundle_source,
-            may_run=may_run,
-        )
-        if response.status in (200, 202, 204):
-            log_result = _log_tail(response.headers.get("X-Amz-Log-Result"))
-            return InvokeResult(
-                response.status,
-                response.body,
-                response.headers.get("X-Amz-Function-Error"),
-                log_result,
-                response.headers.get("X-Amz-Executed-Version"),
-                response.headers.get("x-amzn-RequestId"),
-            )
-        self._note_server_time(response)
-        raise _aws_error(response, "lambda", env, self.config, headers["X-Amz-Invocation-Type"])
-
-
-_RUN_FOLDER = "/run/iotinvoke"  # made by root, or for a service user by tmpfiles.d (README "Cache location")
-
-
-def _cache_folder(config: Config, environ: Mapping[str, str] = os.environ) -> str | None:
-    return _cache_location(config, environ)[0]
-
-
-def _cache_location(config: Config, environ: Mapping[str, str] = os.environ) -> tuple[str | None, str]:
-    """The cache folder and where that choice came from. Session tokens belong on a tmpfs (no
-    SD-card wear, gone at reboot), so every run-time folder comes before ~/.cache:
-
-    1. cache_dir / $IOTINVOKE_CACHE_DIR: the operator said so;
-    2. $RUNTIME_DIRECTORY: systemd's RuntimeDirectory= of the service that runs us, made for it
-       with its user and mode; used as it is when named iotinvoke, else its iotinvoke subfolder
-       (another service's folder is never filled, or cleared, with our files);
-    3. $XDG_RUNTIME_DIR/iotinvoke: a login session's or user service's tmpfs;
-    4. /run/iotinvoke, when it is ours (tmpfiles.d made it for this user) or we are root;
-    5. ~/.cache/iotinvoke: persistent storage, the last resort (cron jobs, daemons of a user).
-    """
-    import stat
-
-    if config.cache_dir:
-        return config.cache_dir, "cache_dir or $IOTINVOKE_CACHE_DIR"
-    runtime_directory = environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
-    if runtime_directory:
-        if os.path.basename(runtime_directory.rstrip("/")) != "iotinvoke":
-            runtime_directory = os.path.join(runtime_directory, "iotinvoke")
-        return runtime_directory, "$RUNTIME_DIRECTORY (systemd RuntimeDirectory=)"
-    runtime = environ.get("XDG_RUNTIME_DIR")
-    if runtime:
-        return os.path.join(runtime, "iotinvoke"), "$XDG_RUNTIME_DIR"
-    try:
-        st = os.lstat(_RUN_FOLDER)
-        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid():
-            return _RUN_FOLDER, "/run/iotinvoke (tmpfiles.d)"
-    except FileNotFoundError:
-        if os.geteuid() == 0 and os.path.isdir(os.path.dirname(_RUN_FOLDER)):
-            return _RUN_FOLDER, "/run/iotinvoke (root)"
-    except OSError:
-        pass
-    home = environ.get("HOME") or os.path.expanduser("~")
-    if home == "~":
-        return None, "no run-time folder and no home folder"
-    return os.path.join(home, ".cache", "iotinvoke"), "~/.cache (persistent storage: no run-time folder)"
-
-
-def _say_once(key: str, environ: Mapping[str, str] = os.environ) -> bool:
-    """True the first time ``key`` is asked about since boot (or since _forget_said(key)).
-
-    Every call is a new process, so "once" is kept in a marker file on a tmpfs that reboots
-    empty: $XDG_RUNTIME_DIR, else /dev/shm. The marker is created with O_EXCL, so of two
-    processes at once only one says it. Where no marker can be kept, every call says it:
-    repeated is better than silent. A marker planted by another user does not silence us.
-    """
-    for path in _said_markers(key, environ):
-        try:
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
-            return True
-        except FileExistsError:
-            try:
-                return os.lstat(path).st_uid != os.geteuid()
-            except OSError:
-                return True
-        except OSError:
-            continue  # that folder is not usable: try the next one
-    return True
-
-
-def _forget_said(key: str, environ: Mapping[str, str] = os.environ) -> None:
-    for path in _said_markers(key, environ):
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
-
-
-def _said_markers(key: str, environ: Mapping[str, str]) -> list[str]:
-    import hashlib
-
-    name = "iotinvoke-said-%d-%s" % (os.geteuid(), hashlib.sha256(key.encode()).hexdigest()[:16])
-    folders = [f for f in (environ.get("XDG_RUNTIME_DIR"), "/dev/shm") if f]
-    return [os.path.join(folder, name) for folder in folders]
-
-
-def _clock_offset(entry: dict[str, Any] | None) -> float:
-    """The stored offset to AWS's clock; anything but a plausible number (NaN, 1e300) counts as none."""
-    import math
-
-    value = (entry or {}).get("offset")
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        if abs(value) <= MAX_CLOCK_OFFSET_S:
-            return float(value)
-    return 0.0
-
-
-def _cache_key(*parts: str) -> str:
-    import hashlib
-
-    return parts[0] + "-" + hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32] + ".json"
+# --- Payloads -------------------------------------------------------------------------------------
 
 
 def _check_payload(payload: bytes, invocation_type: str) -> None:
@@ -2684,8 +2833,7 @@ def _check_payload(payload: bytes, invocation_type: str) -> None:
 def _not_json(constant: str) -> None:
     raise ValueError("%s is not JSON (RFC 8259 has no such number)" % constant)
 
-
-# --- Parsing AWS's answers --------------------------------------------------------------------------
+# --- Parsing AWS's answers ------------------------------------------------------------------------
 
 
 def _parse_iot_credentials(body: bytes, now: float) -> Credentials:
@@ -2746,155 +2894,6 @@ def _parse_assume_role(body: bytes, now: float) -> Credentials:
     _check_credentials(creds, "sts")
     return creds
 
-
-def _aws_error_fields(response: _Response, hop: str) -> tuple[str | None, str, str | None, str | None]:
-    """(code, message, request id, throttle reason) from a JSON (IoT, Lambda) or XML (STS) error answer."""
-    request_id = response.headers.get("x-amzn-RequestId")
-    code = response.headers.get("x-amzn-ErrorType")
-    message = ""
-    throttle = None
-    body = response.body[:65536]
-    if body.lstrip().startswith(b"<"):
-        try:
-            root = _xml_root(body, hop, response.status)
-        except IotInvokeError:
-            root = None
-        if root is not None:
-            code = code or _xml_text(root, "Error", "Code")
-            message = _xml_text(root, "Error", "Message") or ""
-            request_id = request_id or _xml_text(root, "RequestId")
-    elif body:
-        import json
-
-        try:
-            document = json.loads(body)
-        except (ValueError, RecursionError):
-            document = None
-        if isinstance(document, dict):
-            message = str(document.get("message") or document.get("Message") or "")
-            code = code or document.get("code") or document.get("Code") or document.get("__type")
-            throttle = document.get("Reason")
-    if code:
-        # botocore's rule: "Code:http://internal..." and "namespace#Code" both mean Code.
-        code = _short(str(code).split(":", 1)[0].rsplit("#", 1)[-1], 100)
-    if hop == "iot":
-        lowered = message.lower()
-        code = next((c for marker, c in _IOT_MESSAGES if marker in lowered), None) or (
-            "Throttling" if response.status == 429 else code)
-    return code or None, _short(message), request_id and _short(request_id, 100), (
-        throttle if isinstance(throttle, str) else None)
-
-
-def _retry_after(response: _Response) -> float | None:
-    import math
-
-    value = response.headers.get("Retry-After")
-    try:
-        seconds = float(value) if value else None
-    except ValueError:
-        return None
-    # Kept as AWS said it (bounded to a day): _retrying never waits beyond its budget, the caller is told.
-    return min(seconds, 86400.0) if seconds is not None and seconds >= 0 and math.isfinite(seconds) else None
-
-
-# Where a reason needs more than AWS's own message: what it means and what to do. {alias}, {thing},
-# {role}, {function} and {region} come from the configuration.
-_EXPLANATIONS = {
-    "thing-not-attached": "thing_name {thing!r} is not attached to this certificate",
-    "certificate-inactive": "the certificate is not active with AWS IoT in this account and region (inactive, "
-    "revoked, or registered elsewhere)",
-    "iot-policy-denied": "the certificate may not assume role alias {alias!r} (is role_alias spelt right, and does "
-    "the certificate's IoT policy allow iot:AssumeRoleWithCertificate on it?)",
-    "role-alias-not-found": "role alias {alias!r} does not exist (check role_alias, and that endpoint is the "
-    "iot:CredentialProvider endpoint of the right account and region)",
-    "role-not-assumable": "the role behind role alias {alias!r} cannot be assumed (it does not exist, or its trust "
-    "policy does not name credentials.iot.amazonaws.com)",
-    "duration-exceeds-role-max": "role alias {alias!r} asks for longer credentials than its role's MaxSessionDuration",
-    "assume-role-denied": "AssumeRole into {role} was denied: the role's trust policy must name the IoT role (with "
-    "the external_id, if it has a condition) and the IoT role must be allowed sts:AssumeRole on it",
-    "sts-region-disabled": "STS is not activated in {region} for the account: an administrator activates it in "
-    "the IAM account settings",
-    "function-not-found": "function not found",
-    "function-not-ready": "the function is not ready (Pending, Inactive or being updated); it becomes Active by itself",
-    "snapstart-not-ready": "the function's SnapStart snapshot is still being created",
-    "vpc-not-ready": "the function's VPC connection is not available yet",
-    "lambda-service-error": "Lambda failed after accepting the invoke: the function may have run",
-    "lambda-server-error": "Lambda answered with a server error: the function may have run",
-    "efs-io": "the function's file system failed while it ran: the function may have run",
-    "payload-rejected": "Lambda refused the payload",
-    "payload-too-large": "Lambda refused the payload as too large",
-    "throttled": "throttled",
-    "server-error": "AWS server error",
-    "token-expired": "the credentials were refused as expired",
-    "token-invalid": "the credentials were refused as invalid",
-    "signature-mismatch": "AWS refused the request signature",
-    "clock-skew": "AWS refused the request time (is the clock right?)",
-}
-
-
-def _aws_error(
-    response: _Response, hop: str, env: Environment | None, config: Config, invocation_type: str = "RequestResponse"
-) -> IotInvokeError:
-    """The error for an AWS error answer of any hop, decided by _ERROR_TABLE (see there)."""
-    code, message, request_id, throttle = _aws_error_fields(response, hop)
-    status = response.status
-    exit_code, reason, resend = _decide(hop, status, code)
-    if reason == "throttled" and throttle in _THROTTLE_REASONS:
-        reason = _THROTTLE_REASONS[throttle]
-    retry_after = _retry_after(response)
-    if reason == "reserved-concurrency-limit" and retry_after is None:
-        retry_after = RESERVED_THROTTLE_WAIT_S
-    kw: dict[str, Any] = {"hop": hop, "status": status, "code": code, "request_id": request_id, "reason": reason}
-    if code in _SKEW_CODES and any(marker in message for marker in _SKEW_MARKERS):
-        return _ClockSkew(
-            _EXPLANATIONS["clock-skew"] + ": " + message,
-            EX_NOPERM,
-            server_time=_http_date(response.headers.get("Date")),
-            **dict(kw, reason="clock-skew"),
-        )
-    if reason in _BAD_TOKEN_REASONS:
-        return _BadCredentials(_EXPLANATIONS[reason] + ": " + (message or str(code)), EX_NOPERM, **kw)
-    explanation = _EXPLANATIONS.get(reason)
-    if reason == "invoke-denied" and env is not None:
-        if "cross-account log" in message.lower():
-            kw["reason"] = "cross-account-log"
-            explanation = "Lambda returns no log tail across accounts"
-        elif env.direct:
-            explanation = ("invoke of {function} was denied (the function's resource policy must allow the IoT role, "
-                           "and the IoT role lambda:InvokeFunction)")
-        else:
-            explanation = "invoke of {function} was denied (the role {role} must be allowed lambda:InvokeFunction on it)"
-    elif explanation is None and hop == "lambda" and code is not None and (hop, code) in _ERROR_TABLE:
-        # A set-up failure of the function before its code ran: say whose it is to fix.
-        explanation = ("Lambda could not start the function (%s): %s" % (
-            reason, "it clears by itself" if resend else "only the function's owner can fix this"))
-    if explanation is None:
-        explanation = {"iot": "the credentials provider refused", "sts": "STS refused AssumeRole",
-                       "lambda": "Lambda refused the invoke"}[hop]
-        if exit_code == EX_PROTOCOL:
-            explanation = "unexpected answer from " + {"iot": "the credentials provider", "sts": "STS",
-                                                       "lambda": "Lambda"}[hop]
-    text = explanation.format(
-        alias=config.role_alias,
-        thing=config.thing_name,
-        role=env.role_arn if env else None,
-        function=env.function if env else None,
-        region=env.region if env else config.region,
-    )
-    if message.lower().startswith(text.lower()):
-        text += message[len(text):]  # AWS said the same, with detail: "Function not found: arn:..."
-    elif message and message not in text:
-        text += ": " + message
-    if hop == "lambda" and exit_code == EX_IOERR:
-        if invocation_type == "DryRun" or (env is not None and env.idempotent):
-            # Nothing ran (DryRun), or the caller declared that running twice is harmless.
-            return _Retryable(text, EX_TEMPFAIL, retry_after=retry_after, **kw)
-        text += "; not retried automatically"
-    if resend or exit_code == EX_TEMPFAIL:
-        return _Retryable(text, exit_code, retry_after=retry_after, **kw)
-    return IotInvokeError(text, exit_code, retry_after=retry_after, **kw)
-
-
 def _log_tail(value: str | None) -> str | None:
     """X-Amz-Log-Result decoded; the function has run, so a garbled value must not lose its answer."""
     if not value:
@@ -2907,8 +2906,7 @@ def _log_tail(value: str | None) -> str | None:
     except (binascii.Error, ValueError):
         return "(the log tail sent by Lambda is not valid base64)\n"
 
-
-# --- Small helpers -----------------------------------------------------------------------------------
+# --- Small helpers --------------------------------------------------------------------------------
 
 _ISO8601_RE: Any = None
 
@@ -2980,8 +2978,7 @@ _FUNCTION_RE = _compile(
     r"[a-zA-Z0-9_-]{1,64}(:(\$LATEST|[a-zA-Z0-9_-]{1,128}))?"
 )
 
-
-# --- Command line ------------------------------------------------------------------------------------
+# --- Command line ---------------------------------------------------------------------------------
 
 USAGE = """\
 usage: iotinvoke [options] ENV [PAYLOAD]
