@@ -14,8 +14,9 @@
  *   - branching on the exit status with the <sysexits.h> names:
  *       0            the response payload, printed on standard output;
  *       1            the function raised: its error payload, printed on standard output;
- *       EX_TEMPFAIL  (75) transient: run again after 1, 2, 4 ... s (plus jitter), at most
- *                    -r times (default 3);
+ *       EX_TEMPFAIL  (75) transient: run again after the wait iotinvoke's line asks for (its
+ *                    last "[reason; retry after N s]", at most -w seconds), else after 1, 2, 4
+ *                    ... s (plus jitter), at most -r times (default 3);
  *       EX_IOERR     (74) the invoke was sent but its answer was lost: the function may have
  *                    run, so it is NOT run again; whoever called us must decide;
  *       other        a failure that retrying won't fix: iotinvoke's stderr line is shown;
@@ -30,7 +31,7 @@
  *                    (a crash without "No module named": EX_SOFTWARE, 70).
  *
  * Usage:
- *   example [-p PYTHON] [-d DIR | -s SCRIPT] [-c CONFIG] [-r RETRIES] ENV [PAYLOAD]
+ *   example [-p PYTHON] [-d DIR | -s SCRIPT] [-c CONFIG] [-r RETRIES] [-w SECONDS] ENV [PAYLOAD]
  *
  *   ENV        the environment (a section of iotinvoke's config file), e.g. dev
  *   PAYLOAD    the JSON payload; "-" or absent: read it from standard input
@@ -43,6 +44,8 @@
  *   -c CONFIG  iotinvoke's config file (default: none given, so iotinvoke uses its own default,
  *              $IOTINVOKE_CONFIG or /etc/iotinvoke/iotinvoke.ini)
  *   -r RETRIES how many times to run again after exit status 75, 0 to 10 (default: 3)
+ *   -w SECONDS the longest wait before running again that iotinvoke may ask for (default: 120;
+ *              0 ignores its hint and backs off 1, 2, 4 ... s)
  *
  * Standard output gets the response payload byte for byte (exit status 0 or 1); standard error
  * gets one short status line per attempt, prefixed "example: ". The exit status is iotinvoke's
@@ -86,6 +89,7 @@ extern char **environ;
 #define MAX_RETRIES 10
 #define DEFAULT_RETRIES 3
 #define MAX_DELAY_MS 30000u
+#define DEFAULT_MAX_WAIT_S 120u
 #define CHUNK 65536u
 #define DEFAULT_DIR "/usr/local/lib/iotinvoke"
 #define PYTHONPATH_IS "PYTHONPATH="
@@ -427,6 +431,22 @@ close_pipes:
     return failed;
 }
 
+/* The wait iotinvoke asks for at the end of its error line, "... [reason; retry after N s]", in
+ * ms; 0 when the line has none. After a fleet-wide failure iotinvoke spreads the boards' waits. */
+static unsigned hinted_ms(const char *line)
+{
+    const char *tag = strrchr(line, '['), *hint;
+    unsigned long seconds;
+    char *end;
+    if (tag == NULL || (hint = strstr(tag, "retry after ")) == NULL)
+        return 0;
+    errno = 0;
+    seconds = strtoul(hint + strlen("retry after "), &end, 10);
+    if (errno != 0 || strncmp(end, " s]", 3) != 0 || seconds > 86400ul)
+        return 0;
+    return (unsigned)seconds * 1000u;
+}
+
 static void sleep_ms(unsigned ms)
 {
     struct timespec left;
@@ -493,7 +513,7 @@ static void free_environment(char **envp)
 
 static void usage(void)
 {
-    fputs("usage: " PROG " [-p PYTHON] [-d DIR | -s SCRIPT] [-c CONFIG] [-r RETRIES] ENV [PAYLOAD]\n", stderr);
+    fputs("usage: " PROG " [-p PYTHON] [-d DIR | -s SCRIPT] [-c CONFIG] [-r RETRIES] [-w SECONDS] ENV [PAYLOAD]\n", stderr);
 }
 
 int main(int argc, char *argv[])
@@ -509,8 +529,9 @@ int main(int argc, char *argv[])
     struct run r;
     struct sigaction ignore;
     int retries = DEFAULT_RETRIES, attempt, opt, n = 0, code = EX_OK;
+    unsigned max_wait_ms = DEFAULT_MAX_WAIT_S * 1000u;
 
-    while ((opt = getopt(argc, argv, "p:d:s:c:r:h")) != -1) {
+    while ((opt = getopt(argc, argv, "p:d:s:c:r:w:h")) != -1) {
         switch (opt) {
         case 'p': python = optarg; break;
         case 'd': dir = optarg; break;
@@ -526,6 +547,18 @@ int main(int argc, char *argv[])
                 return EX_USAGE;
             }
             retries = (int)value;
+            break;
+        }
+        case 'w': {
+            char *end;
+            long value;
+            errno = 0;
+            value = strtol(optarg, &end, 10);
+            if (errno != 0 || end == optarg || *end != '\0' || value < 0 || value > 3600) {
+                say("-w takes the longest wait in seconds, from 0 to 3600");
+                return EX_USAGE;
+            }
+            max_wait_ms = (unsigned)value * 1000u;
             break;
         }
         case 'h': usage(); return EX_OK;
@@ -634,7 +667,11 @@ int main(int argc, char *argv[])
                 break;
             case EX_TEMPFAIL:
                 if (attempt <= retries) {
-                    unsigned ms = backoff_ms(attempt);
+                    unsigned ms = max_wait_ms ? hinted_ms(line) : 0;
+                    if (ms == 0)
+                        ms = backoff_ms(attempt);
+                    else if (ms > max_wait_ms)
+                        ms = max_wait_ms;
                     say("%s: transient failure, retrying in %u.%01u s (retry %d of %d): %s", env,
                         ms / 1000u, ms % 1000u / 100u, attempt, retries, line);
                     buf_free(&r.out);

@@ -117,7 +117,7 @@ def test_function_error_exits_1_with_the_error_payload(example: Path, aws: Stand
 def test_transient_75_is_retried_then_succeeds(example: Path, aws: StandIn, cache: Path) -> None:
     # iotinvoke makes 3 attempts at STS itself, then exits 75; the C program's retry gets through.
     aws.fault("sts", "5xx", count=3)
-    result = call(example, aws, cache, "dev", '{"retry": true}')
+    result = call(example, aws, cache, "-w", "0", "dev", '{"retry": true}')  # -w 0: its own backoff
     assert (result.code, result.stdout) == (0, SEED_ANSWER), result.stderr
     assert len(result.lines) == 2, result.stderr
     assert result.lines[0].startswith("example: dev: transient failure, retrying in 1.")
@@ -126,9 +126,20 @@ def test_transient_75_is_retried_then_succeeds(example: Path, aws: StandIn, cach
     assert (aws.count("sts"), aws.count("lambda")) == (4, 1), "two runs of iotinvoke, one invoke"
 
 
+def test_the_wait_iotinvoke_asks_for_is_honoured_up_to_w(example: Path, aws: StandIn, cache: Path) -> None:
+    import re
+
+    aws.fault("sts", "5xx", count=3)
+    result = call(example, aws, cache, "-w", "2", "dev", "{}")
+    assert (result.code, result.stdout) == (0, SEED_ANSWER), result.stderr
+    asked = int(re.search(r"\[server-error; retry after (\d+) s\]", result.lines[0]).group(1))
+    assert 1 <= asked <= 120  # a fleet's boards are spread over two minutes
+    assert result.lines[0].startswith("example: dev: transient failure, retrying in %d.0 s" % min(asked, 2))
+
+
 def test_transient_75_gives_up_after_the_retries(example: Path, aws: StandIn, cache: Path) -> None:
     aws.fault("sts", "5xx", count=10)
-    result = call(example, aws, cache, "-r", "1", "dev", "{}")
+    result = call(example, aws, cache, "-r", "1", "-w", "1", "dev", "{}")
     assert (result.code, result.stdout) == (75, b""), result.stderr
     assert len(result.lines) == 2, result.stderr
     assert "retrying" in result.lines[0] and "(retry 1 of 1)" in result.lines[0]
@@ -177,7 +188,8 @@ def test_unknown_environment_exits_64(example: Path, aws: StandIn, cache: Path) 
 
 
 def test_own_usage_errors_exit_64(example: Path, tmp_path: Path) -> None:
-    for args in ((), ("-r", "11", "dev"), ("-r", "x", "dev"), ("-z", "dev"), ("dev", "{}", "extra")):
+    for args in ((), ("-r", "11", "dev"), ("-r", "x", "dev"), ("-w", "-1", "dev"), ("-w", "3601", "dev"), ("-z", "dev"),
+                 ("dev", "{}", "extra")):
         result = run_c(example, *args, cache=tmp_path)
         assert (result.code, result.stdout) == (64, b""), (args, result.stderr)
         assert result.stderr, args
@@ -315,7 +327,7 @@ def test_clean_under_valgrind(example: Path, aws: StandIn, cache: Path, case: st
                "--errors-for-leak-kinds=all")
     if case == "retry":
         aws.fault("sts", "5xx", count=3)
-        result = call(example, aws, cache, "dev", "{}", wrapper=wrapper)
+        result = call(example, aws, cache, "-w", "1", "dev", "{}", wrapper=wrapper)
         assert (result.code, result.stdout) == (0, SEED_ANSWER), result.stderr
         assert "retrying" in result.stderr
     elif case == "module":  # python -m iotinvoke: the child's environment is built and freed
