@@ -173,14 +173,9 @@ class IotInvokeError(Exception):
         retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
-        self.message = message
-        self.exit_code = exit_code
-        self.hop = hop
-        self.status = status
-        self.code = code
-        self.request_id = request_id
-        self.reason = reason
-        self.retry_after = retry_after
+        self.message, self.exit_code, self.hop = message, exit_code, hop
+        self.status, self.code, self.request_id = status, code, request_id
+        self.reason, self.retry_after = reason, retry_after
 
     def __str__(self) -> str:
         where = self.hop + ": " if self.hop else ""
