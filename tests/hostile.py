@@ -36,7 +36,7 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 __all__ = ["ConnectProxy", "TlsFront", "config_with", "gzip_bomb", "server_certificate", "HOSTILE_SCRIPT"]
 
@@ -88,7 +88,28 @@ class _Threads:
         assert not alive, f"hostile kit threads still running: {alive}"
 
 
-class ConnectProxy:
+class _Listener:
+    """A server on a loopback port with its threads: closed by close() or a with block."""
+
+    _server: socket.socket
+    _kit: _Threads
+
+    def __enter__(self: _L) -> _L:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._server.close()
+        self._kit.close()
+
+
+_L = TypeVar("_L", bound=_Listener)
+
+
+class ConnectProxy(_Listener):
     """An HTTP CONNECT proxy on loopback that records the tunnels it opened (host:port)."""
 
     def __init__(self, require_auth: str | None = None, *, drop_after_bytes: int | None = None,
@@ -107,17 +128,6 @@ class ConnectProxy:
         self.port = self._server.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self._kit.start(self._accept)
-
-    def __enter__(self) -> "ConnectProxy":
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._server.close()
-        self._kit.close()
 
     def _accept(self) -> None:
         while not self._kit.closed.is_set():
@@ -221,7 +231,7 @@ def gzip_bomb(compressed_bytes: int = 1_500_000) -> bytes:
     return _GZIP_BOMB[0]
 
 
-class TlsFront:
+class TlsFront(_Listener):
     """A TLS server on 127.0.0.1 in front of one stand-in hop (see the module docstring)."""
 
     def __init__(self, upstream_url: str, cert: Path, key: Path, *, mode: str = "pass",
@@ -267,17 +277,6 @@ class TlsFront:
 
     def url(self, host: str = "localhost") -> str:
         return f"https://{host}:{self.port}"
-
-    def __enter__(self) -> "TlsFront":
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._server.close()
-        self._kit.close()
 
     def _take_fault(self) -> bool:
         with self._lock:
