@@ -524,7 +524,8 @@ class Client:
     ``log`` receives one line per step (never a secret); ``clock`` returns seconds since the epoch,
     and the corrected clock is clock() plus the stored skew offset, so a board that booted with a
     wrong date still signs right. ``monotonic``, ``sleep``, ``random`` and ``transport`` are the
-    real ones unless a test passes its own.
+    real ones unless a test passes its own. A Client serves one thread at a time (its transport
+    notes which connection carries the current request); processes share the on-disk cache.
     """
 
     def __init__(
