@@ -56,3 +56,14 @@ def test_doctor_names_the_clock(aws: StandIn, tmp_path: Path) -> None:
     result = board(aws, tmp_path / "cache", "+730d", "--doctor", "dev")
     assert result.code == 75
     assert b"NTP" in result.stdout and b"clock" in result.stdout
+
+
+def test_a_board_ahead_with_a_warm_cache_invokes_nothing(aws: StandIn, tmp_path: Path) -> None:
+    # Credentials cached while the clock was right look expired to a board two years ahead: it
+    # asks for new ones, the handshake says the clock is wrong, and nothing is invoked.
+    cache = tmp_path / "cache"
+    right = run("dev", "{}", config=aws.config_path, cache=cache)
+    assert (right.code, right.stdout) == (0, SEED_ANSWER), right.stderr
+    ahead = board(aws, cache, "+730d", "dev", "{}")
+    assert ahead.code == 75 and ahead.stderr.rstrip().endswith("[clock-wrong; retry after 30 s]"), ahead.stderr
+    assert (aws.count("sts"), aws.count("lambda")) == (1, 1)  # only the first, right-clock call's
