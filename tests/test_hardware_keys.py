@@ -340,3 +340,37 @@ def test_with_pin_value_a_wrong_pin_and_a_foreign_certificate_are_named_together
     config = softhsm.config(aws, "c.ini", key=key, cert=aws.certs["device"][0], pin_file=False)
     result = softhsm.run(config, "dev", "{}", cache=tmp_path / "cache")
     one_error_line(result, 77, "refused the PIN", "or its key is not the certificate's")
+
+
+@pytest.mark.in_process
+@pytest.mark.parametrize(
+    "providers, tokens, pin_given, reason",
+    [
+        (["default"], [], True, "key-provider-missing"),
+        (["default", "pkcs11"], OSError(2, "No such file or directory"), True, "pkcs11-module-missing"),
+        (["default", "pkcs11"], [(("other", "SoftHSM project", "SoftHSM v2", "1"), 0)], True, "pkcs11-token-absent"),
+        # SoftHSM2 never sets CKF_USER_PIN_LOCKED, so this branch is driven with the module's answer faked.
+        (["default", "pkcs11"], [(("dev", "SoftHSM project", "SoftHSM v2", "1"), 0x00040000)], True, "pkcs11-pin-locked"),
+        (["default", "pkcs11"], [(("dev", "SoftHSM project", "SoftHSM v2", "1"), 0)], False, "pkcs11-pin-missing"),
+        (["default", "pkcs11"], [(("dev", "SoftHSM project", "SoftHSM v2", "1"), 0)], True, "pkcs11-wrong-pin"),
+    ],
+)
+def test_each_key_failure_is_told_apart(monkeypatch: pytest.MonkeyPatch, providers: list[str], tokens: object,
+                                        pin_given: bool, reason: str) -> None:
+    import ssl
+
+    ii = iotinvoke
+
+    def module_tokens(module: str) -> object:
+        if isinstance(tokens, OSError):
+            raise tokens
+        return tokens
+
+    monkeypatch.setattr(ii, "_loaded_providers", lambda: providers)
+    monkeypatch.setattr(ii, "_pkcs11_tokens", module_tokens)
+    monkeypatch.setenv("PKCS11_PROVIDER_MODULE", "/usr/lib/softhsm/libsofthsm2.so")
+    monkeypatch.delenv("OPENSSL_CONF", raising=False)
+    error = ii._device_key_error("cert.pem", "key.pem", ssl.SSLError(9, "[SSL] PEM lib"),
+                                 "pkcs11:token=dev;object=device;type=private", pin_given)
+    assert error.reason == reason and error.exit_code == ii._KEY_REASONS[reason][0]
+    assert "\n" not in str(error)
