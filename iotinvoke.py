@@ -552,7 +552,7 @@ class Client:
         self._random = random
         self._transport = transport or _Transport(
             config.connect_timeout, self._log, _BoardClock(self.now, self._clock, self._learn_clock))
-        folder = _cache_folder(config) if use_cache else None
+        folder = _cache_location(config)[0] if use_cache else None
         self._cache = _Cache(folder, self._log, self._warn)
         self._cert_digest: str | None = None
         self._memory: dict[str, Credentials] = {}  # for long-lived clients (--stream), and --no-cache
@@ -1651,10 +1651,6 @@ class _Lock:
             self._fd = None
 
 _RUN_FOLDER = "/run/iotinvoke"  # made by root, or for a service user by tmpfiles.d (README "Cache location")
-
-
-def _cache_folder(config: Config, environ: Mapping[str, str] = os.environ) -> str | None:
-    return _cache_location(config, environ)[0]
 
 
 def _cache_location(config: Config, environ: Mapping[str, str] = os.environ) -> tuple[str | None, str]:
