@@ -2,85 +2,30 @@
 the retry, renewal and cache rules in milliseconds, without a server."""
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-from urllib3._collections import HTTPHeaderDict  # in urllib3 1.26 and 2.x alike
 
 import iotinvoke as ii
+from fakes import NOW, STS_OK, Answer, FakeTransport, iot_ok, lambda_error, lost, make_client, make_config
 
 pytestmark = pytest.mark.in_process  # never starts the CLI: not run again with the CLI on Python 3.9
 
-NOW = 1_800_000_000.0
-STS_OK = (
-    "<AssumeRoleResponse><AssumeRoleResult><Credentials><AccessKeyId>ASIASTS</AccessKeyId>"
-    "<SecretAccessKey>sts-secret</SecretAccessKey><SessionToken>sts-token</SessionToken>"
-    "<Expiration>2027-06-01T00:00:00Z</Expiration></Credentials></AssumeRoleResult></AssumeRoleResponse>"
-).encode()
-
-
-def iot_ok(token: str = "iot-token") -> ii._Response:
-    body = {"credentials": {"accessKeyId": "ASIAIOT", "secretAccessKey": "iot-secret", "sessionToken": token,
-                            "expiration": "2027-06-01T00:00:00Z"}}
-    return response(200, json.dumps(body).encode())
-
-
-def response(status: int, body: bytes = b"", **headers: str) -> ii._Response:
-    return ii._Response(status, HTTPHeaderDict({k.replace("_", "-"): v for k, v in headers.items()}), body)
-
-
-def lambda_error(status: int, code: str, **fields: str) -> ii._Response:
-    return response(status, json.dumps({"Type": "User", "message": "detail", **fields}).encode(), x_amzn_ErrorType=code)
-
-
-class FakeTransport:
-    """Answers each hop from a script: a _Response, or an exception to raise, in order."""
-
-    def __init__(self, **script: list[Any]) -> None:
-        self.script = {hop: list(answers) for hop, answers in script.items()}
-        self.sent: list[tuple[str, dict[str, Any]]] = []
-
-    def send(self, hop: str, method: str, url: str, headers: dict[str, str], body: bytes | None, **kw: Any) -> Any:
-        self.sent.append((hop, kw))
-        answer = self.script[hop].pop(0)
-        if isinstance(answer, BaseException):
-            raise answer
-        return answer
-
-    def count(self, hop: str) -> int:
-        return sum(1 for sent, _ in self.sent if sent == hop)
 
 
 @pytest.fixture
 def config(tmp_path: Path) -> Callable[..., ii.Config]:
-    (tmp_path / "cert.pem").write_text("not parsed here")
-    (tmp_path / "key.pem").write_text("not parsed here")
+    return lambda **dev: make_config(tmp_path, **dev)
 
-    def make(**dev: str) -> ii.Config:
-        lines = ["[iot]", "endpoint = abc.credentials.iot.eu-west-1.amazonaws.com", "role_alias = alias",
-                 "cert = cert.pem", "key = key.pem", "[dev]",
-                 "function = arn:aws:lambda:eu-west-1:111111111111:function:f",
-                 "role_arn = arn:aws:iam::111111111111:role/r"] + ["%s = %s" % kv for kv in dev.items()]
-        (tmp_path / "iotinvoke.ini").write_text("\n".join(lines) + "\n")
-        return ii.load_config(str(tmp_path / "iotinvoke.ini"), environ={"IOTINVOKE_CACHE_DIR": str(tmp_path / "c")})
 
-    return make
+def response(status: int, body: bytes = b"", **headers: str) -> Answer:
+    return Answer(status, body, **headers)
 
 
 def client(config: ii.Config, transport: FakeTransport, sleeps: list[float] | None = None,
            random: float = 0.5) -> ii.Client:
-    clock = [0.0]
-
-    def sleep(seconds: float) -> None:
-        clock[0] += seconds
-        if sleeps is not None:
-            sleeps.append(seconds)
-
-    return ii.Client(config, transport=transport, clock=lambda: NOW, monotonic=lambda: clock[0], sleep=sleep,
-                     random=lambda: random)
+    return make_client(config, transport, sleeps, random)
 
 
 def test_throttles_are_retried_with_backoff_and_retry_after(config: Callable[..., ii.Config]) -> None:
@@ -100,7 +45,8 @@ def test_a_retry_after_beyond_the_budget_is_not_slept(config: Callable[..., ii.C
     with pytest.raises(ii.IotInvokeError) as info:
         client(config(), transport, sleeps).invoke("dev", b"{}")
     assert (info.value.exit_code, sleeps, transport.count("iot")) == (ii.EX_TEMPFAIL, [], 1)
-    assert info.value.retry_after == 3600 + 61  # AWS's wait, then caller_wait's jitter (1 + 0.5 * 120)
+    # AWS's wait, capped at MAX_RETRY_AFTER_S, then caller_wait's jitter (1 + 0.5 * 120)
+    assert info.value.retry_after == ii.MAX_RETRY_AFTER_S + 61
 
 
 @pytest.mark.parametrize(
@@ -120,13 +66,13 @@ def test_a_retry_after_beyond_the_budget_is_not_slept(config: Callable[..., ii.C
     ],
 )
 def test_invoke_errors_are_resent_only_when_nothing_ran(
-    config: Callable[..., ii.Config], answer: ii._Response, exit_code: int, sends: int
+    config: Callable[..., ii.Config], answer: Answer, exit_code: int, sends: int
 ) -> None:
     transport = FakeTransport(iot=[iot_ok()], sts=[response(200, STS_OK)], **{"lambda": [answer] * 3})
     with pytest.raises(ii.IotInvokeError) as info:
         client(config(), transport).invoke("dev", b"{}")
     assert (info.value.exit_code, transport.count("lambda")) == (exit_code, sends)
-    assert info.value.reason == ii._decide("lambda", answer.status, info.value.code)[1] or info.value.reason.endswith("-limit")
+    assert info.value.exit_code == ii.REASONS[info.value.reason][0]
 
 
 def test_reserved_concurrency_tells_the_caller_to_wait_longer(config: Callable[..., ii.Config]) -> None:
@@ -142,13 +88,10 @@ def test_reserved_concurrency_tells_the_caller_to_wait_longer(config: Callable[.
 def test_what_may_have_run_is_resent_when_running_twice_is_harmless(
     config: Callable[..., ii.Config], dev: dict[str, str], invocation_type: str
 ) -> None:
-    lost = ii._exchange_error("lambda", "https://x", OSError("reset"), False, may_run=False, expired=False,
-                              deadline_s=None)
     transport = FakeTransport(iot=[iot_ok()], sts=[response(200, STS_OK)],
-                              **{"lambda": [lambda_error(500, "ServiceException"), lost, response(204)]})
+                              **{"lambda": [lambda_error(500, "ServiceException"), lost(), response(204)]})
     result = client(config(**dev), transport).invoke("dev", b"{}", invocation_type)
     assert (result.status, transport.count("lambda")) == (204, 3)
-    assert [kw["may_run"] for hop, kw in transport.sent if hop == "lambda"] == [False] * 3
 
 
 def test_refused_credentials_are_renewed_once(config: Callable[..., ii.Config]) -> None:
@@ -174,3 +117,66 @@ def test_given_credentials_are_used_and_never_renewed(config: Callable[..., ii.C
     with pytest.raises(ii.IotInvokeError) as info:
         client(config(), transport).invoke("dev", b"{}", "DryRun", credentials=creds)
     assert info.value.reason == "token-invalid" and [hop for hop, _ in transport.sent] == ["lambda"]
+
+
+def test_a_warm_cache_on_a_board_behind_learns_the_time_and_sends_once(config: Callable[..., ii.Config]) -> None:
+    """The board rebooted two years behind with credentials cached: the invoke's TLS handshake fails
+    on the server certificate's dates before anything is sent; AWS's time is learned and the invoke
+    sent once, with no backoff (it was exit 74 "may have run" when nothing had been sent)."""
+    c = config()
+    warm = FakeTransport(iot=[iot_ok()], sts=[response(200, STS_OK)], **{"lambda": [response(200, b"1")]})
+    client(c, warm).invoke("dev", b"{}")
+    behind = NOW - 2 * 365 * 86400
+    wrong = ii.IotInvokeError("the server certificate is not yet valid", "clock-wrong", "lambda")
+    transport = FakeTransport(probe=[NOW], **{"lambda": [wrong, response(200, b"2")]})
+    sleeps: list[float] = []
+    board = make_client(c, transport, sleeps, clock=lambda: behind)
+    assert board.invoke("dev", b"{}").payload == b"2"
+    assert [hop for hop, _ in transport.sent] == ["lambda", "probe", "lambda"] and sleeps == []
+    assert abs(board.now() - NOW) < 1
+
+
+def test_a_board_ahead_cannot_learn_and_says_the_clock_is_wrong(config: Callable[..., ii.Config]) -> None:
+    wrong = ii.IotInvokeError("the server certificate has expired", "clock-wrong", "iot")
+    transport = FakeTransport(probe=[NOW], iot=[wrong])
+    board = make_client(config(), transport, clock=lambda: NOW + 2 * 365 * 86400)
+    with pytest.raises(ii.IotInvokeError) as info:
+        board.invoke("dev", b"{}")
+    assert (info.value.exit_code, info.value.reason, transport.count("iot")) == (ii.EX_TEMPFAIL, "clock-wrong", 1)
+
+
+def test_learn_clock_false_never_probes(tmp_path: Path) -> None:
+    wrong = ii.IotInvokeError("the server certificate is not yet valid", "clock-wrong", "iot")
+    transport = FakeTransport(iot=[wrong])
+    board = make_client(make_config(tmp_path, {"learn_clock": "false"}), transport, clock=lambda: NOW - 1e8)
+    with pytest.raises(ii.IotInvokeError) as info:
+        board.invoke("dev", b"{}")
+    assert info.value.reason == "clock-wrong" and "learn_clock = false" in str(info.value)
+    assert transport.count("probe") == 0
+
+
+def test_a_refused_time_stamp_takes_aws_clock_once(config: Callable[..., ii.Config]) -> None:
+    skew = lambda_error(403, "InvalidSignatureException", message="Signature expired: 20200101T000000Z is now "
+                        "earlier than 20200101T001000Z (20200101T001500Z - 5 min.)")
+    skew.headers["Date"] = "Fri, 15 Jan 2027 09:00:00 GMT"
+    transport = FakeTransport(iot=[iot_ok()], sts=[response(200, STS_OK)], **{"lambda": [skew, skew]})
+    with pytest.raises(ii.IotInvokeError) as info:
+        client(config(), transport).invoke("dev", b"{}")
+    assert (info.value.reason, transport.count("lambda")) == ("clock-skew", 2)
+    dates = [kw["headers"]["X-Amz-Date"] for hop, kw in transport.sent if hop == "lambda"]
+    assert (dates[0], dates[1]) == ("20270115T080000Z", "20270115T090000Z")
+
+
+def test_idempotent_answers_lost_every_time_stay_74(config: Callable[..., ii.Config]) -> None:
+    transport = FakeTransport(iot=[iot_ok()], sts=[response(200, STS_OK)], **{"lambda": [lost()] * 3})
+    with pytest.raises(ii.IotInvokeError) as info:
+        client(config(idempotent="true"), transport).invoke("dev", b"{}")
+    assert (info.value.exit_code, transport.count("lambda")) == (ii.EX_IOERR, 3)
+    assert "may have run, once per attempt" in str(info.value)
+
+
+def test_an_answer_lost_at_hop_2_is_transient_and_resent(config: Callable[..., ii.Config]) -> None:
+    transport = FakeTransport(iot=[iot_ok()], sts=[lost(hop="sts"), response(200, STS_OK)],
+                              **{"lambda": [response(200, b"1")]})
+    assert client(config(), transport).invoke("dev", b"{}").payload == b"1"
+    assert transport.count("sts") == 2

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import textwrap
+import os
 from pathlib import Path
 
 import pytest
@@ -57,7 +58,7 @@ function = arn:aws:lambda:eu-west-1:111111111111:function:f
 def test_region_falls_back_to_the_iot_endpoint_and_china_suffix(tmp_path: Path) -> None:
     path = write(
         tmp_path,
-        IOT.replace("ap-northeast-1", "cn-north-1")
+        IOT.replace("ap-northeast-1.amazonaws.com", "cn-north-1.amazonaws.com.cn")
         + "[dev]\nfunction = my-function\nrole_arn = arn:aws-cn:iam::111111111111:role/r\n",
     )
     dev = load_config(str(path), environ={}).environments["dev"]
@@ -82,15 +83,56 @@ def test_endpoint_overrides_follow_boto3_precedence(tmp_path: Path) -> None:
 def test_search_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     explicit = write(tmp_path, IOT, "explicit.ini")
     from_env = write(tmp_path, IOT, "env.ini")
+    (tmp_path / "xdg" / "iotinvoke").mkdir(parents=True)
+    user = write(tmp_path / "xdg" / "iotinvoke", IOT)
     monkeypatch.chdir(tmp_path)
-    write(tmp_path, IOT)  # ./iotinvoke.ini
+    write(tmp_path, IOT)  # ./iotinvoke.ini: never searched (a C program inherits its caller's folder)
     assert iotinvoke.find_config(str(explicit), {"IOTINVOKE_CONFIG": str(from_env)}) == str(explicit)
     assert iotinvoke.find_config(None, {"IOTINVOKE_CONFIG": str(from_env)}) == str(from_env)
-    assert iotinvoke.find_config(None, {}) == "iotinvoke.ini"
-    (tmp_path / "iotinvoke.ini").unlink()
-    monkeypatch.setattr(iotinvoke, "CONFIG_SEARCH_PATH", ("iotinvoke.ini", str(tmp_path / "nowhere.ini")))
-    with pytest.raises(ConfigError, match="no configuration file"):
-        iotinvoke.find_config(None, {})
+    if os.geteuid() != 0:
+        assert iotinvoke.find_config(None, {"XDG_CONFIG_HOME": str(tmp_path / "xdg")}) == str(user)
+    elif not Path("/etc/iotinvoke/iotinvoke.ini").exists():
+        # Root takes the board's file only: its environment may be another user's (sudo).
+        with pytest.raises(ConfigError, match="create /etc/iotinvoke/iotinvoke.ini"):
+            iotinvoke.find_config(None, {"XDG_CONFIG_HOME": str(tmp_path / "xdg")})
+    if not Path("/etc/iotinvoke/iotinvoke.ini").exists():
+        with pytest.raises(ConfigError, match="no configuration file.*/etc/iotinvoke/iotinvoke.ini"):
+            iotinvoke.find_config(None, {"XDG_CONFIG_HOME": str(tmp_path / "nowhere")})
+
+
+@pytest.mark.parametrize("mode", [0o666, 0o620, 0o602])
+def test_a_configuration_others_may_write_is_refused(tmp_path: Path, mode: int) -> None:
+    path = write(tmp_path, IOT + "[dev]\nfunction = f\nregion = eu-west-1\n")
+    path.chmod(mode)
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path), environ={})
+    assert (info.value.exit_code, info.value.reason) == (EX_CONFIG, "config-unsafe") and "writable" in str(info.value)
+    path.chmod(0o644)
+    assert load_config(str(path), environ={}).environments["dev"].region == "eu-west-1"
+
+
+@pytest.mark.parametrize("key, mode, problem", [("key", 0o644, "readable by others"), ("key", 0o622, "writable"),
+                                                ("cert", 0o666, "writable"), ("ca", 0o646, "writable")])
+def test_files_the_configuration_names_are_checked(tmp_path: Path, key: str, mode: int, problem: str) -> None:
+    for name in ("cert.pem.crt", "private.pem.key", "ca.pem"):
+        (tmp_path / name).write_text("x")
+        (tmp_path / name).chmod(0o600)
+    target = {"key": "private.pem.key", "cert": "cert.pem.crt", "ca": "ca.pem"}[key]
+    (tmp_path / target).chmod(mode)
+    path = write(tmp_path, IOT + "ca = ca.pem\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path), environ={})
+    assert (info.value.reason, info.value.key) == ("file-unsafe", key) and problem in str(info.value)
+
+
+def test_a_fifo_named_by_the_configuration_is_refused_at_once(tmp_path: Path) -> None:
+    import os
+
+    os.mkfifo(tmp_path / "pin")
+    path = write(tmp_path, IOT + "pin_file = pin\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path), environ={})
+    assert info.value.reason == "file-unsafe" and "not a regular file" in str(info.value)
 
 
 BAD = [
@@ -102,7 +144,7 @@ BAD = [
     (IOT.replace("c2abcdexample.credentials", "http://c2abcdexample.credentials"), "\\[iot\\] endpoint: invalid value"),
     (IOT + "thing_name = has space\n", "\\[iot\\] thing_name: invalid value"),
     (IOT + "[dev]\nrole_arn = arn:aws:iam::111111111111:role/r\n", "\\[dev\\] function: missing required key"),
-    (IOT + "[dev]\nfunction = arn:aws:s3:::bucket\n", "\\[dev\\] function: not a function name"),
+    (IOT + "[dev]\nfunction = arn:aws:s3:::bucket\n", "\\[dev\\] function: invalid value .*expected a function name"),
     (IOT + "[dev]\nfunction = f\nrolearn = arn:aws:iam::111111111111:role/r\n", "\\[dev\\] rolearn: unknown key"),
     (IOT + "[dev]\nfunction = f\nrole_arn = arn:aws:iam::1111:role/r\n", "\\[dev\\] role_arn: invalid value"),
     (IOT + "[dev]\nfunction = f\nexternal_id = abc\n", "\\[dev\\] external_id: external_id needs role_arn"),
@@ -110,9 +152,9 @@ BAD = [
      "\\[dev\\] external_id: invalid value"),
     (IOT + "[dev]\nfunction = f\nregion = Tokyo\n", "\\[dev\\] region: invalid value"),
     (IOT + "[dev]\nfunction = f\nrole_arn = arn:aws:iam::111111111111:role/r\nduration_seconds = 7200\n",
-     "\\[dev\\] duration_seconds: expected a whole number from 900 to 3600"),
+     "\\[dev\\] duration_seconds: invalid value '7200': expected a whole number from 900 to 3600"),
     ("[DEFAULT]\nfunction = f\n" + IOT, "\\[DEFAULT\\] function: unknown key"),
-    (IOT + "connect_timeout = soon\n", "connect_timeout: expected seconds"),
+    (IOT + "connect_timeout = soon\n", "connect_timeout: invalid value 'soon': expected seconds"),
     (IOT + "[dev\n", "not a valid INI file"),
     (IOT + "[dev]\nfunction = f\nfunction = g\n", "not a valid INI file"),
 ]
@@ -181,3 +223,51 @@ def test_readme_says_where_each_shared_setting_may_be(tmp_path: Path) -> None:
             assert refused.value.exit_code == EX_CONFIG and key in str(refused.value)
         else:
             load_config(str(write(tmp_path, IOT + dev + setting)), environ={})
+
+
+def test_partitions_match_the_installed_botocore() -> None:
+    """Every partition iotinvoke knows has the DNS suffix and region pattern of botocore's own data
+    (partitions.json where this botocore has it, else endpoints.json), and every region botocore
+    lists for those partitions is accepted with the right suffix."""
+    import json
+    import os
+    import re
+
+    import botocore
+
+    data = os.path.join(os.path.dirname(botocore.__file__), "data")
+    known = {name: (suffix, pattern) for name, suffix, pattern in iotinvoke._PARTITIONS}
+    with open(os.path.join(data, "endpoints.json")) as f:
+        partitions = {p["partition"]: p for p in json.load(f)["partitions"]}
+    checked = 0
+    for name, (suffix, pattern) in known.items():
+        if name not in partitions:
+            continue  # an older botocore (Debian 12's 1.29) predates aws-eusc
+        partition = partitions[name]
+        assert partition["dnsSuffix"] == suffix, name
+        # The same pattern, or (an older botocore: Debian 12's 1.29 predates il and mx) one whose
+        # alternatives are all ours.
+        theirs, ours = partition["regionRegex"].replace("\\", ""), "^" + pattern.replace("\\", "") + "$"
+        head = re.compile(r"\^\(([a-z|]+)\)(.*)")
+        if theirs != ours:
+            assert head.match(theirs) and head.match(ours), (name, theirs, ours)
+            assert set(head.match(theirs).group(1).split("|")) <= set(head.match(ours).group(1).split("|")), name
+            assert head.match(theirs).group(2) == head.match(ours).group(2), name
+        for region in partition["regions"]:
+            assert iotinvoke._partition(region) == (name, suffix), region
+            checked += 1
+    assert checked >= 30
+    for name in set(partitions) - set(known):
+        assert name.startswith("aws-iso"), "a new partition in botocore: %s" % name
+    iso = next(iter(r for p in partitions.values() if p["partition"].startswith("aws-iso") for r in p["regions"]))
+    assert iotinvoke._partition(iso) is None and re.fullmatch(r"[a-z0-9-]+", iso)
+
+
+@pytest.mark.parametrize("endpoint, problem", [("https://h.example:99999", "port"), ("https://h.example:0", "port"),
+                                               ("h.example:\u0664\u0664\u0663", "port"), ("a..b", "host"),
+                                               ("https://[::g]", "host")])
+def test_a_bad_endpoint_is_a_configuration_error(tmp_path: Path, endpoint: str, problem: str) -> None:
+    path = write(tmp_path, IOT + "[dev]\nfunction = f\nregion = eu-west-1\nlambda_endpoint = %s\n" % endpoint)
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path), environ={})
+    assert (info.value.exit_code, info.value.key) == (EX_CONFIG, "lambda_endpoint"), problem

@@ -58,7 +58,7 @@ SITUATIONS = [
     ("answer cut short (full Content-Length, half the body)",
      "hops 1-2: retried, then exit 75; hop 3: exit 74, no partial payload printed"),
     ("answer gzip-encoded (a 1.5 MB bomb expanding to 1.5 GB)", "exit 76 [answer-encoded], never decoded"),
-    ("credentials answer dripping 8 bytes/s", "exit 75 [answer-deadline] within credentials_timeout per attempt"),
+    ("credentials answer dripping 8 bytes/s", "exit 75 [answer-timeout] within connect_timeout + credentials_timeout per attempt"),
     ("endpoint given as an IP address", "works when the certificate names the IP; else exit 69 [tls-name-mismatch], "
      "the device certificate not presented"),
     ("each Lambda Invoke error in botocore's model (test_error_table)",
@@ -158,7 +158,7 @@ HOSTILE = [
     ("iot", 200, {"Content-Type": "text/html"}, b"<html><body>Welcome to the hotel Wi-Fi</body></html>", "not the expected JSON"),
     ("iot", 200, {"Content-Type": "application/json"}, b"", "not the expected JSON"),
     ("iot", 200, {"Content-Type": "application/json"}, b'{"credentials": "' + b"A" * 200_000 + b'"}', "larger than"),
-    ("sts", 200, {"Content-Type": "text/xml"}, b"\xff\xfe<AssumeRoleResponse>", "not well-formed XML"),
+    ("sts", 200, {"Content-Type": "text/xml"}, b"\xff\xfe<AssumeRoleResponse>", "not in UTF-8"),
     ("sts", 200, {"Content-Type": "text/xml"},
      b'<!DOCTYPE x [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]><x>&b;</x>', "DTD"),
     ("sts", 200, {"Content-Type": "text/xml"}, b'<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"/>', "no credentials"),

@@ -163,9 +163,9 @@ def test_pin_value_in_a_private_key_file_works_without_pin_file(aws: StandIn, so
     assert result.code == 0, result.stderr
     doctor = softhsm.run(softhsm.config(aws, key=key, pin_file=False), "--doctor", "dev", cache=tmp_path / "cache")
     assert doctor.code == 0 and "readable by other users" not in doctor.stdout.decode()
-    key.chmod(0o644)  # the PIN is in it: the doctor warns
+    key.chmod(0o644)  # the PIN is in it: refused, as any secret others may read
     doctor = softhsm.run(softhsm.config(aws, key=key, pin_file=False), "--doctor", "dev", cache=tmp_path / "cache")
-    assert "warn  files" in doctor.stdout.decode() and "chmod 600 " + str(key) in doctor.stdout.decode()
+    assert doctor.code == 78 and "readable by others" in doctor.stderr and "[file-unsafe]" in doctor.stderr
 
 
 def _case(softhsm: Device, aws: StandIn, tmp_path: Path, case: str) -> tuple[Path, dict[str, str]]:
@@ -208,7 +208,6 @@ FAILURES = [
     ("wrong PIN", 77, "pkcs11-wrong-pin", ["token 'iotinvoke' refused the PIN", "PIN retries are limited", "token locks"],
      "PIN retries are"),
     ("no PIN", 78, "pkcs11-pin-missing", ["needs a PIN", "set pin_file in [iot]"], "needs a PIN and none is configured"),
-    ("PIN file readable by others", 78, "pin-file-insecure", ["has mode 0644", "chmod 600"], "may be read by other users"),
     ("PIN file missing", 66, "pin-file-missing", ["PIN file", "No such file or directory"], "PIN file named by pin_file"),
     ("key not the certificate's", 78, "key-cert-mismatch", ["does not match the certificate"], "not the certificate's key"),
 ]
@@ -227,6 +226,18 @@ def test_softhsm_failure_is_one_line_and_the_doctor_names_it(
     report = doctor.stdout.decode()
     assert doctor.code == code, report + doctor.stderr
     assert "FAIL  files" in report and cause in report and "fix:" in report, report
+
+
+def test_a_pin_file_others_can_read_is_refused_before_the_token_is_asked(
+    aws: StandIn, softhsm: Device, tmp_path: Path
+) -> None:
+    config, env = _case(softhsm, aws, tmp_path, "PIN file readable by others")
+    for args in (("dev", "{}"), ("--doctor", "dev")):
+        result = softhsm.run(config, *args, cache=tmp_path / "cache", env=env)
+        assert result.code == 78 and len(result.lines) == 1, result.stderr
+        assert "pin_file: " in result.stderr and "readable by others (mode 0644)" in result.stderr
+        assert result.lines[0].endswith("[file-unsafe]")
+    assert counts(aws) == (0, 0, 0)
 
 
 def test_a_pem_key_that_is_not_the_certificates_is_named_so(aws: StandIn, tmp_path: Path) -> None:
@@ -253,14 +264,15 @@ def test_openssl_conf_cannot_take_effect_once_openssl_is_initialised(
     import ssl  # noqa: F401
 
     monkeypatch.delenv("OPENSSL_CONF", raising=False)
+    config = iotinvoke.load_config(str(softhsm.config(aws, "library.ini")))
     with pytest.raises(iotinvoke.ConfigError) as raised:
-        iotinvoke.load_config(str(softhsm.config(aws, "library.ini")))
+        iotinvoke.Client(config, use_cache=False)
     assert raised.value.exit_code == 78 and raised.value.reason == "openssl-conf-too-late"
     assert "already initialised" in str(raised.value) and "OPENSSL_CONF=" + str(softhsm.conf) in str(raised.value)
     assert "OPENSSL_CONF" not in os.environ
     # Set beforehand, as the message says, the same key is accepted.
     monkeypatch.setenv("OPENSSL_CONF", str(softhsm.conf))
-    assert iotinvoke.load_config(str(softhsm.config(aws, "library.ini"))).openssl_conf == str(softhsm.conf)
+    assert iotinvoke.Client(config, use_cache=False).config.openssl_conf == str(softhsm.conf)
 
 
 # --- TPM 2.0 (swtpm + tpm2-pkcs11) ----------------------------------------------------------------------
@@ -325,7 +337,9 @@ def test_a_pin_file_of_another_user_is_refused(aws: StandIn, tmp_path: Path) -> 
     config.write_text(aws.config_path.read_text().replace("[iot]", f"[iot]\npin_file = {pin}")
                       .replace("= certs/", f"= {aws.workdir}/certs/").replace("= ca.pem", f"= {aws.ca_path}"))
     result = run("dev", "{}", config=config, cache=tmp_path / "cache")
-    one_error_line(result, 78, f"PIN file {pin} belongs to uid 1, not to this user (uid 0)", reason="pin-file-insecure")
+    assert result.code == 78 and len(result.lines) == 1, result.stderr
+    assert f"pin_file: {pin} belongs to uid 1, neither you (uid 0) nor root" in result.stderr
+    assert result.lines[0].startswith("iotinvoke: config: ") and result.lines[0].endswith("[file-unsafe]")
 
 
 def test_with_pin_value_a_wrong_pin_and_a_foreign_certificate_are_named_together(
@@ -372,5 +386,5 @@ def test_each_key_failure_is_told_apart(monkeypatch: pytest.MonkeyPatch, provide
     monkeypatch.delenv("OPENSSL_CONF", raising=False)
     error = ii._device_key_error("cert.pem", "key.pem", ssl.SSLError(9, "[SSL] PEM lib"),
                                  "pkcs11:token=dev;object=device;type=private", pin_given)
-    assert error.reason == reason and error.exit_code == ii._KEY_REASONS[reason][0]
+    assert error.reason == reason and error.exit_code == ii.REASONS[reason][0]
     assert "\n" not in str(error)

@@ -254,7 +254,7 @@ def test_dripping_credentials_answer_ends_within_the_deadline(aws: StandIn, cert
         elapsed = time.monotonic() - started
         assert result.code == 75, result.stderr
         one_line(result, hop)
-        assert tags(result)[0] == "answer-deadline"
+        assert tags(result)[0] == "answer-timeout"
         assert mitm.requests == ATTEMPTS
     # Each attempt ends within connect_timeout + credentials_timeout; add the backoff between attempts
     # (< 1 s) and start-up. The drip would last minutes, and each read gets its bytes in time.
@@ -474,7 +474,7 @@ def test_invalid_base64_log_result_does_not_abort_stream(aws: StandIn, config: P
     assert result.code == 0, result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == 2, result.stdout
-    assert [json.loads(line)["payload"] for line in lines] == [json.loads(SEED_ANSWER)] * 2
+    assert [json.loads(line)["payload"].encode() for line in lines] == [SEED_ANSWER] * 2  # byte for byte
     assert aws.count("lambda") == 2
 
 

@@ -1,24 +1,20 @@
-"""Each hop's answers: success documents, AWS's error shapes, and what is refused as not understood."""
+"""Each hop's answers through the Client's public surface: success documents, AWS's error shapes,
+and what is refused as not understood."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 import iotinvoke as ii
+from fakes import STS_OK, Answer, FakeTransport, lambda_error, make_client, make_config, sts_error
 
 pytestmark = pytest.mark.in_process  # never starts the CLI: not run again with the CLI on Python 3.9
 
-NOW = 1_700_000_000.0
-IOT_OK = {
-    "credentials": {
-        "accessKeyId": "ASIAEXAMPLEEXAMPLE1",
-        "secretAccessKey": "s" * 40,
-        "sessionToken": "t" * 300,
-        "expiration": "2023-11-14T23:13:20Z",
-    }
-}
-STS_OK = b"""<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+IOT_OK = {"credentials": {"accessKeyId": "ASIAEXAMPLEEXAMPLE1", "secretAccessKey": "s" * 40,
+                          "sessionToken": "t" * 300, "expiration": "2023-11-14T23:13:20Z"}}
+STS_SPACED = b"""<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
   <AssumeRoleResult>
     <AssumedRoleUser><Arn>arn:aws:sts::111111111111:assumed-role/r/s</Arn><AssumedRoleId>ARO1:s</AssumedRoleId></AssumedRoleUser>
     <Credentials><AccessKeyId>ASIASTSEXAMPLE00001</AccessKeyId><SecretAccessKey>secret</SecretAccessKey>
@@ -29,190 +25,164 @@ STS_OK = b"""<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15
   </AssumeRoleResult>
   <ResponseMetadata><RequestId>c6104cbe-af31-11e0-8154-cbc7ccf896c7</RequestId></ResponseMetadata>
 </AssumeRoleResponse>"""
+SOURCE = ii.Credentials("ASIAX", "secret", "token", 2_000_000_000.0, 1_700_000_000.0)
 
 
-def response(status: int, body: bytes, **headers: str) -> ii._Response:
-    from urllib3._collections import HTTPHeaderDict  # where both urllib3 1.26 and 2.x have it
-
-    return ii._Response(status, HTTPHeaderDict({k.replace("_", "-"): v for k, v in headers.items()}), body)
-
-
-def env(direct: bool = False) -> ii.Environment:
-    return ii.Environment(name="dev", function="f", role_arn=None if direct else "arn:aws:iam::111111111111:role/r")
+def hop1(tmp_path: Path, *answers: object, **dev: str) -> ii.Credentials:
+    transport = FakeTransport(iot=list(answers))
+    return make_client(make_config(tmp_path, **dev), transport).fetch_iot_credentials()
 
 
-def test_iot_credentials_document() -> None:
-    creds = ii._parse_iot_credentials(json.dumps(IOT_OK).encode(), NOW)
-    assert creds.access_key == "ASIAEXAMPLEEXAMPLE1"
-    assert creds.expiration == 1_700_003_600.0 and creds.issued == NOW
+def hop2(tmp_path: Path, answer: Answer) -> ii.Credentials:
+    return make_client(make_config(tmp_path), FakeTransport(sts=[answer])).assume_role("dev", SOURCE)
+
+
+def hop3(tmp_path: Path, answer: Answer) -> ii.InvokeResult:
+    transport = FakeTransport(**{"lambda": [answer] * 3})
+    return make_client(make_config(tmp_path), transport).invoke("dev", b"{}", credentials=SOURCE)
+
+
+def test_iot_credentials_document(tmp_path: Path) -> None:
+    creds = hop1(tmp_path, Answer(200, json.dumps(IOT_OK).encode()))
+    assert creds.access_key == "ASIAEXAMPLEEXAMPLE1" and creds.expiration == 1_700_003_600.0
     assert "s" * 40 not in repr(creds) and "t" * 300 not in repr(creds)
 
 
-@pytest.mark.parametrize(
-    "body",
-    [
-        b"",
-        b"{",
-        b"[]",
-        b'{"credentials": null}',
-        json.dumps({"credentials": {**IOT_OK["credentials"], "expiration": "tomorrow"}}).encode(),
-        json.dumps({"credentials": {k: v for k, v in IOT_OK["credentials"].items() if k != "sessionToken"}}).encode(),
-        json.dumps({"credentials": {**IOT_OK["credentials"], "accessKeyId": 5}}).encode(),
-        json.dumps({"credentials": {**IOT_OK["credentials"], "secretAccessKey": "a\nb"}}).encode(),
-        b"\xff\xfe\x00garbage",
-        b"[" * 100000,
-    ],
-)
-def test_iot_credentials_refused_as_not_understood(body: bytes) -> None:
+@pytest.mark.parametrize("expiration, expected", [("2018-01-18T09:18:06Z", 1516267086.0),
+                                                  ("2018-01-18T09:18:06.5Z", 1516267086.5),
+                                                  ("2018-01-18T09:18:06+00:00", 1516267086.0)])
+def test_expiration_formats(tmp_path: Path, expiration: str, expected: float) -> None:
+    body = {"credentials": {**IOT_OK["credentials"], "expiration": expiration}}
+    assert hop1(tmp_path, Answer(200, json.dumps(body).encode())).expiration == expected
+
+
+@pytest.mark.parametrize("body, reason", [
+    (b"", "answer-garbled"), (b"{", "answer-garbled"), (b"[]", "answer-garbled"),
+    (b'{"credentials": null}', "answer-garbled"),
+    (json.dumps({"credentials": {**IOT_OK["credentials"], "expiration": "tomorrow"}}).encode(), "answer-garbled"),
+    (json.dumps({"credentials": {**IOT_OK["credentials"], "expiration": "2018-01-18T09:18:06+09:00"}}).encode(),
+     "answer-garbled"),
+    (json.dumps({"credentials": {k: v for k, v in IOT_OK["credentials"].items() if k != "sessionToken"}}).encode(),
+     "answer-garbled"),
+    (json.dumps({"credentials": {**IOT_OK["credentials"], "accessKeyId": 5}}).encode(), "credentials-malformed"),
+    (json.dumps({"credentials": {**IOT_OK["credentials"], "sessionToken": "a\r\nX-Evil: 1"}}).encode(),
+     "credentials-malformed"),
+    (b"[" * 100_000, "answer-garbled"),
+])
+def test_iot_garbled_answers_are_76_with_a_reason(tmp_path: Path, body: bytes, reason: str) -> None:
     with pytest.raises(ii.IotInvokeError) as info:
-        ii._parse_iot_credentials(body, NOW)
-    assert info.value.exit_code == ii.EX_PROTOCOL and info.value.hop == "iot"
+        hop1(tmp_path, Answer(200, body))
+    assert (info.value.exit_code, info.value.reason, info.value.hop) == (ii.EX_PROTOCOL, reason, "iot")
+    assert str(info.value).endswith("[%s]" % reason)
 
 
-def test_assume_role_document_with_whitespace_in_token_and_milliseconds() -> None:
-    creds = ii._parse_assume_role(STS_OK, NOW)
-    assert (creds.access_key, creds.secret_key, creds.token) == ("ASIASTSEXAMPLE00001", "secret", "tok1tok2")
-    assert creds.expiration == pytest.approx(1_700_003_600.359)
+def test_assume_role_document(tmp_path: Path) -> None:
+    creds = hop2(tmp_path, Answer(200, STS_SPACED))
+    assert (creds.access_key, creds.token) == ("ASIASTSEXAMPLE00001", "tok1tok2")
+    assert creds.expiration == 1_700_003_600.359
 
 
-@pytest.mark.parametrize(
-    "body",
-    [
-        b"",
-        b"<AssumeRoleResponse>",
-        b"<Other><AssumeRoleResult/></Other>",
-        STS_OK.replace(b"<SessionToken>", b"<X>").replace(b"</SessionToken>", b"</X>"),
-        STS_OK.replace(b"2023-11-14T23:13:20.359Z", b"soon"),
-        b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;">]><AssumeRoleResponse>&lol2;</AssumeRoleResponse>',
-    ],
-)
-def test_assume_role_refused_as_not_understood(body: bytes) -> None:
+@pytest.mark.parametrize("body, reason", [
+    (b"not xml", "answer-garbled"),
+    (b"<AssumeRoleResponse/>", "answer-garbled"),
+    (STS_OK.replace(b"2027-06-01T00:00:00Z", b"soon"), "answer-garbled"),
+    (b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e "ASIAEVIL">]>' + STS_OK.replace(b"ASIASTS", b"&e;"), "answer-dtd"),
+    # UTF-16 hides "<!DOCTYPE" from a byte search; AWS only ever sends UTF-8.
+    ('<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE x [<!ENTITY e "ASIAEVIL">]>'.encode("utf-16")
+     + STS_OK.replace(b"ASIASTS", b"&e;").decode().encode("utf-16")[2:], "answer-not-utf8"),
+    (b'<?xml version="1.0" encoding="ISO-8859-1"?>' + STS_OK, "answer-not-utf8"),
+    (b"\xef\xbb\xbf" + STS_OK, "answer-not-utf8"),
+])
+def test_assume_role_refusals(tmp_path: Path, body: bytes, reason: str) -> None:
     with pytest.raises(ii.IotInvokeError) as info:
-        ii._parse_assume_role(body, NOW)
-    assert info.value.exit_code == ii.EX_PROTOCOL and info.value.hop == "sts"
+        hop2(tmp_path, Answer(200, body))
+    assert (info.value.exit_code, info.value.reason) == (ii.EX_PROTOCOL, reason)
+    assert "ASIAEVIL" not in str(info.value)
 
 
-def config() -> ii.Config:
-    c = ii.Config("x.ini")
-    c.role_alias, c.thing_name = "alias", "edge-0001"
-    return c
+@pytest.mark.parametrize("status, message, exit_code, phrase", [
+    (403, "Invalid thing name passed", ii.EX_NOPERM, "thing_name 'edge-0001' is not attached"),
+    (403, "Access Denied", ii.EX_NOPERM, "iot:AssumeRoleWithCertificate"),
+    (403, "Certificate is invalid on this endpoint", ii.EX_NOPERM, "not valid on this endpoint"),
+    (404, "Role alias does not exist", ii.EX_UNAVAILABLE, "role alias 'alias' does not exist"),
+    (400, "Unable to assume the role, or the role to assume does not exist", ii.EX_UNAVAILABLE, "Unable to assume"),
+    (429, "Rate exceeded", ii.EX_TEMPFAIL, "throttled"),
+    (400, "Rate exceeded", ii.EX_TEMPFAIL, "throttled"),
+    (503, "", ii.EX_TEMPFAIL, "server error"),
+    (302, "", ii.EX_PROTOCOL, "unexpected answer"),
+])
+def test_iot_errors(tmp_path: Path, status: int, message: str, exit_code: int, phrase: str) -> None:
+    answer = Answer(status, json.dumps({"message": message}).encode() if message else b"", x_amzn_RequestId="rid-1")
+    transport = FakeTransport(iot=[answer] * 3)
+    with pytest.raises(ii.IotInvokeError) as info:
+        make_client(make_config(tmp_path, {"thing_name": "edge-0001"}), transport).fetch_iot_credentials()
+    assert info.value.exit_code == exit_code and phrase in str(info.value)
+    assert f"HTTP {status}" in str(info.value) and "rid-1" in str(info.value)
+    assert transport.count("iot") == (3 if exit_code == ii.EX_TEMPFAIL else 1)
 
 
-@pytest.mark.parametrize(
-    "status, message, exit_code, phrase",
-    [
-        (403, "Invalid thing name passed", ii.EX_NOPERM, "thing_name 'edge-0001' is not attached"),
-        (403, "Access Denied", ii.EX_NOPERM, "iot:AssumeRoleWithCertificate"),
-        (404, "Role alias does not exist", ii.EX_UNAVAILABLE, "role alias 'alias' does not exist"),
-        (400, "Unable to assume the role, or the role to assume does not exist", ii.EX_UNAVAILABLE, "Unable to assume"),
-        (429, "Rate exceeded", ii.EX_TEMPFAIL, "throttled"),
-        (503, "", ii.EX_TEMPFAIL, "server error"),
-        (302, "", ii.EX_PROTOCOL, "unexpected answer"),
-    ],
-)
-def test_iot_errors(status: int, message: str, exit_code: int, phrase: str) -> None:
-    body = json.dumps({"message": message}).encode() if message else b""
-    error = ii._aws_error(response(status, body, x_amzn_RequestId="rid-1"), "iot", None, config())
-    assert error.exit_code == exit_code and phrase in str(error)
-    assert f"HTTP {status}" in str(error) and "rid-1" in str(error)
-    assert isinstance(error, ii._Retryable) == (exit_code == ii.EX_TEMPFAIL)
-
-
-def sts_error(code: str, message: str, kind: str = "Sender") -> bytes:
-    return (
-        f'<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>{kind}</Type>'
-        f"<Code>{code}</Code><Message>{message}</Message></Error><RequestId>req-9</RequestId></ErrorResponse>"
-    ).encode()
-
-
-@pytest.mark.parametrize(
-    "status, code, message, exit_code, kind",
-    [
-        (403, "AccessDenied", "User: arn:x is not authorized to perform: sts:AssumeRole", ii.EX_NOPERM, ii.IotInvokeError),
-        (403, "ExpiredToken", "The security token included in the request is expired", ii.EX_NOPERM, ii._BadCredentials),
-        (403, "InvalidClientTokenId", "The security token included in the request is invalid.", ii.EX_NOPERM, ii._BadCredentials),
-        (403, "SignatureDoesNotMatch", "Signature expired: 20150806T131223Z is now earlier than 20150806T131534Z (20150806T132034Z - 15 min.)", ii.EX_NOPERM, ii._ClockSkew),
-        (403, "SignatureDoesNotMatch", "The request signature we calculated does not match", ii.EX_NOPERM, ii.IotInvokeError),
-        (400, "ValidationError", "The requested DurationSeconds exceeds the 1 hour session limit", ii.EX_UNAVAILABLE, ii.IotInvokeError),
-        (400, "Throttling", "Rate exceeded", ii.EX_TEMPFAIL, ii._Retryable),
-        (500, "InternalFailure", "oops", ii.EX_TEMPFAIL, ii._Retryable),
-    ],
-)
-def test_sts_errors(status: int, code: str, message: str, exit_code: int, kind: type) -> None:
-    error = ii._aws_error(response(status, sts_error(code, message), Date="Wed, 06 Aug 2015 13:20:34 GMT"), "sts", env(), config())
-    assert type(error) is kind and error.exit_code == exit_code
-    assert error.code == code and error.request_id == "req-9"
-    if kind is ii._ClockSkew:
+@pytest.mark.parametrize("status, code, message, exit_code, reason", [
+    (403, "AccessDenied", "User: arn:x is not authorized to perform: sts:AssumeRole", ii.EX_NOPERM,
+     "assume-role-denied"),
+    (403, "ExpiredToken", "The security token included in the request is expired", ii.EX_NOPERM, "token-expired"),
+    (403, "InvalidClientTokenId", "The security token included in the request is invalid.", ii.EX_NOPERM,
+     "token-invalid"),
+    (403, "SignatureDoesNotMatch", "Signature expired: 20150806T131223Z is now earlier than 20150806T131534Z "
+     "(20150806T132034Z - 15 min.)", ii.EX_NOPERM, "clock-skew"),
+    (403, "SignatureDoesNotMatch", "The request signature we calculated does not match", ii.EX_NOPERM,
+     "signature-mismatch"),
+    (400, "RequestExpired", "Request has expired.", ii.EX_NOPERM, "clock-skew"),
+    (400, "ValidationError", "The requested DurationSeconds exceeds the 1 hour session limit", ii.EX_UNAVAILABLE,
+     "invalid-parameter"),
+    (400, "Throttling", "Rate exceeded", ii.EX_TEMPFAIL, "throttled"),
+    (500, "InternalFailure", "oops", ii.EX_TEMPFAIL, "server-error"),
+])
+def test_sts_errors(tmp_path: Path, status: int, code: str, message: str, exit_code: int, reason: str) -> None:
+    with pytest.raises(ii.IotInvokeError) as info:
+        hop2(tmp_path, sts_error(code, message, status, Date="Wed, 06 Aug 2015 13:20:34 GMT"))
+    error = info.value
+    assert (error.exit_code, error.reason, error.code, error.request_id) == (exit_code, reason, code, "req-9")
+    if reason == "clock-skew":
         assert error.server_time == 1438867234.0
 
 
-def lambda_error(status: int, code: str, message: str, **headers: str) -> ii.IotInvokeError:
-    body = json.dumps({"Type": "User", "Message": message}).encode()
-    return ii._aws_error(response(status, body, x_amzn_ErrorType=code + ":http://internal.amazon.com/coral/", **headers), "lambda", env(), config())
-
-
-@pytest.mark.parametrize(
-    "status, code, exit_code",
-    [
-        (403, "AccessDeniedException", ii.EX_NOPERM),
-        (404, "ResourceNotFoundException", ii.EX_UNAVAILABLE),
-        (400, "InvalidParameterValueException", ii.EX_UNAVAILABLE),
-        (413, "RequestEntityTooLargeException", ii.EX_DATAERR),
-        (429, "TooManyRequestsException", ii.EX_TEMPFAIL),
-        (502, "EC2ThrottledException", ii.EX_TEMPFAIL),
-        (500, "ServiceException", ii.EX_IOERR),  # may come after the function ran
-        (403, "UnrecognizedClientException", ii.EX_NOPERM),
-    ],
-)
-def test_lambda_errors(status: int, code: str, exit_code: int) -> None:
-    error = lambda_error(status, code, "detail text")
-    assert error.exit_code == exit_code and error.code == code  # the ":http://..." suffix is cut
+@pytest.mark.parametrize("status, code, exit_code, reason", [
+    (403, "AccessDeniedException", ii.EX_NOPERM, "invoke-denied"),
+    (404, "ResourceNotFoundException", ii.EX_UNAVAILABLE, "function-not-found"),
+    (400, "InvalidParameterValueException", ii.EX_UNAVAILABLE, "invalid-parameter"),
+    (413, "RequestEntityTooLargeException", ii.EX_DATAERR, "payload-too-large"),
+    (429, "TooManyRequestsException", ii.EX_TEMPFAIL, "throttled"),
+    (400, "ThrottlingException", ii.EX_TEMPFAIL, "throttled"),
+    (408, "RequestTimeoutException", ii.EX_TEMPFAIL, "request-timeout"),
+    (502, "EC2ThrottledException", ii.EX_TEMPFAIL, "ec2-throttled"),
+    (500, "ServiceException", ii.EX_IOERR, "lambda-service-error"),  # may come after the function ran
+    (403, "UnrecognizedClientException", ii.EX_NOPERM, "token-invalid"),
+])
+def test_lambda_errors(tmp_path: Path, status: int, code: str, exit_code: int, reason: str) -> None:
+    with pytest.raises(ii.IotInvokeError) as info:
+        hop3(tmp_path, lambda_error(status, code + ":http://internal.amazon.com/coral/", message="detail text"))
+    error = info.value
+    assert (error.exit_code, error.reason, error.code) == (exit_code, reason, code)  # the ":http://..." suffix is cut
     assert "detail text" in str(error)
 
 
-def test_lambda_retry_after_and_skew() -> None:
-    throttled = lambda_error(429, "TooManyRequestsException", "Rate Exceeded.", Retry_After="2")
-    assert isinstance(throttled, ii._Retryable) and throttled.retry_after == 2.0
-    skew = lambda_error(403, "InvalidSignatureException", "Signature not yet current: 20260101T000000Z is still later than 20251231T000500Z (20251231T000000Z + 5 min.)")
-    assert isinstance(skew, ii._ClockSkew)
+@pytest.mark.parametrize("retry_after, date, expected", [
+    ("2", None, 2.0),
+    ("86400", None, ii.MAX_RETRY_AFTER_S),  # a server cannot park a board for a day
+    ("Wed, 06 Aug 2015 13:21:04 GMT", "Wed, 06 Aug 2015 13:20:34 GMT", 30.0),  # RFC 9110: an HTTP-date, by its Date
+    ("soon", None, None),
+])
+def test_retry_after(tmp_path: Path, retry_after: str, date: str | None, expected: float | None) -> None:
+    headers = {"Retry_After": retry_after, **({"Date": date} if date else {})}
+    answer = lambda_error(429, "TooManyRequestsException", **{"Reason": "ConcurrentInvocationLimitExceeded"})
+    answer.headers.update({k.replace("_", "-"): v for k, v in headers.items()})
+    with pytest.raises(ii.IotInvokeError) as info:
+        hop3(tmp_path, answer)
+    assert info.value.retry_after == expected
 
 
-@pytest.mark.parametrize(
-    "text, expected",
-    [
-        ("2018-01-18T09:18:06Z", 1516267086.0),
-        ("2018-01-18T09:18:06.5Z", 1516267086.5),
-        ("2018-01-18T09:18:06+00:00", 1516267086.0),
-    ],
-)
-def test_parse_time(text: str, expected: float) -> None:
-    assert ii._parse_time(text) == expected
-
-
-@pytest.mark.parametrize("text", ["2018-01-18 09:18:06Z", "2018-01-18T09:18:06+09:00", "", None, 1516267086])
-def test_parse_time_refuses(text: object) -> None:
-    with pytest.raises(ValueError):
-        ii._parse_time(text)
-
-
-def test_failures_after_sending_an_invoke_are_never_resent() -> None:
-    eof = Exception("EOF occurred in violation of protocol (_ssl.c:2427)")
-    lost = ii._exchange_error("lambda", "https://x", eof, False, may_run=True, expired=False, deadline_s=None)
-    assert lost.exit_code == ii.EX_IOERR and not isinstance(lost, ii._Retryable) and lost.reason == "answer-lost"
-    assert isinstance(ii._exchange_error("sts", "https://x", eof, False, may_run=False, expired=False, deadline_s=None),
-                      ii._Retryable)
-    refused = Exception("[SSL: TLSV1_ALERT_UNKNOWN_CA] tlsv1 alert unknown ca")
-    assert ii._exchange_error("iot", "https://x", refused, True, may_run=False, expired=False,
-                              deadline_s=None).exit_code == ii.EX_NOPERM
-
-
-def test_failures_while_connecting_sent_nothing() -> None:
-    eof = Exception("EOF occurred in violation of protocol (_ssl.c:2427)")
-    interrupted = ii._connect_error("iot", "https://x", eof, True, None, "")
-    assert isinstance(interrupted, ii._Retryable) and interrupted.reason == "tls-interrupted"
-    untrusted = Exception("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: unable to get local issuer")
-    error = ii._connect_error("lambda", "https://x", untrusted, False, "/etc/ca.pem", "AWS_CA_BUNDLE")
-    assert (error.exit_code, error.reason) == (ii.EX_UNAVAILABLE, "tls-untrusted")
-    assert "/etc/ca.pem (AWS_CA_BUNDLE)" in str(error)
-    refused = Exception("[SSL: TLSV1_ALERT_UNKNOWN_CA] tlsv1 alert unknown ca")
-    assert ii._connect_error("iot", "https://x", refused, True, None, "").exit_code == ii.EX_NOPERM
+def test_an_aws_message_cannot_steer_the_terminal(tmp_path: Path) -> None:
+    with pytest.raises(ii.IotInvokeError) as info:
+        hop3(tmp_path, lambda_error(404, "ResourceNotFoundException", message="gone\x1b]0;owned\x07\rfake line\x9b2J"))
+    line = str(info.value)
+    assert not any(c in line for c in "\x1b\x07\r\n\x9b") and "\\x1b]0;owned\\x07" in line

@@ -3,6 +3,7 @@ retry_allowed, caller_wait): bounds, spread, Retry-After honoured, budget respec
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -105,25 +106,25 @@ def test_caller_waits_cover_the_window() -> None:
     assert ii.caller_wait(lambda: 0.0) == 1 and ii.caller_wait(lambda: 0.9999999) == 120
 
 
-def test_client_retrying_uses_the_policy_and_tells_the_caller() -> None:
-    """Client._retrying: max_attempts tries, sleeps within the policy's bounds (Retry-After
+def test_client_retries_use_the_policy_and_tell_the_caller(tmp_path: Path) -> None:
+    """Client's decision loop: max_attempts tries, sleeps within the policy's bounds (Retry-After
     honoured), and on giving up at hop 1 or 2 sets retry_after to caller_wait()'s whole seconds;
     hop 3 keeps the server's own Retry-After."""
     import pytest
 
-    slept: list[float] = []
-    client = ii.Client(ii.Config("x.ini"), use_cache=False, sleep=slept.append, random=random.Random(4).random)
+    from fakes import STS_OK, Answer, FakeTransport, iot_ok, make_client, make_config
+
+    throttled = Answer(429, b'{"message":"Rate exceeded"}', Retry_After="2", x_amzn_ErrorType="TooManyRequestsException")
+    ok = {"iot": iot_ok(), "sts": Answer(200, STS_OK)}
     for hop in ("iot", "sts", "lambda"):
-        slept.clear()
-        tries: list[int] = []
-
-        def throttled() -> None:
-            tries.append(1)
-            raise ii._Retryable("throttled: rate exceeded", ii.EX_TEMPFAIL, hop, 429, retry_after=2.0)
-
-        with pytest.raises(ii._Retryable) as caught:
-            client._retrying(hop, throttled)
-        assert len(tries) == ii.MAX_ATTEMPTS and len(slept) == ii.MAX_ATTEMPTS - 1
+        script = {h: [ok[h]] for h in ("iot", "sts") if ("iot", "sts", "lambda").index(h) < ("iot", "sts", "lambda").index(hop)}
+        script[hop] = [throttled] * ii.MAX_ATTEMPTS
+        slept: list[float] = []
+        (tmp_path / hop).mkdir()
+        client = make_client(make_config(tmp_path / hop), FakeTransport(**script), slept, random=0.7)
+        with pytest.raises(ii.IotInvokeError) as caught:
+            client.invoke("dev", b"{}")
+        assert len(slept) == ii.MAX_ATTEMPTS - 1
         assert all(2.0 <= s <= 2.0 + ii.BACKOFF_CAP_S for s in slept)
         assert "(after 3 attempts)" in caught.value.message
         if hop == "lambda":

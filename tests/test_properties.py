@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 import pytest
 
 import iotinvoke as ii
+from fakes import Answer, FakeTransport, make_client, make_config
 
 pytestmark = pytest.mark.in_process  # never starts the CLI: not run again with the CLI on Python 3.9
 
@@ -35,21 +36,35 @@ credential_fields = st.fixed_dictionaries(
 )
 
 
-def response(status: int, body: bytes, headers: dict[str, str]) -> ii._Response:
-    from urllib3._collections import HTTPHeaderDict
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory) -> ii.Config:
+    return make_config(tmp_path_factory.mktemp("config"))
 
-    return ii._Response(status, HTTPHeaderDict(headers), body)
+
+def hop(config: ii.Config, name: str, status: int, body: bytes, head: dict[str, str] | None = None) -> object:
+    """What the Client makes of one answer of hop ``name`` (hops before it answered as expected)."""
+    source = ii.Credentials("ASIAX", "secret", "token", 2e9, NOW)
+    answer = Answer(status, body)
+    answer.headers.update(head or {})
+    transport = FakeTransport(**{name: [answer] * ii.MAX_ATTEMPTS})
+    client = make_client(config, transport)
+    if name == "iot":
+        return client.fetch_iot_credentials()
+    if name == "sts":
+        return client.assume_role("dev", source)
+    return client.invoke("dev", b"{}", credentials=source)
 
 
 @SETTINGS
 @given(st.binary(max_size=400) | json_values.map(lambda v: json.dumps(v).encode())
        | credential_fields.map(lambda c: json.dumps({"credentials": c}).encode()))
-def test_iot_parser_total(body: bytes) -> None:
+def test_iot_parser_total(config: ii.Config, body: bytes) -> None:
     try:
-        creds = ii._parse_iot_credentials(body, NOW)
+        creds = hop(config, "iot", 200, body)
     except ii.IotInvokeError as e:
         assert e.exit_code == ii.EX_PROTOCOL and "\n" not in str(e)
     else:
+        assert isinstance(creds, ii.Credentials)
         assert all(isinstance(v, str) and v for v in (creds.access_key, creds.secret_key, creds.token))
         assert isinstance(creds.expiration, float)
 
@@ -72,13 +87,13 @@ def assume_role_xml(parts: dict[str, str], wrapper: str) -> bytes:
         st.sampled_from(["AssumeRoleResponse", "ErrorResponse", "x"]),
     )
 )
-def test_sts_parser_total(body: bytes) -> None:
+def test_sts_parser_total(config: ii.Config, body: bytes) -> None:
     try:
-        creds = ii._parse_assume_role(body, NOW)
+        creds = hop(config, "sts", 200, body)
     except ii.IotInvokeError as e:
         assert e.exit_code == ii.EX_PROTOCOL and "\n" not in str(e)
     else:
-        assert creds.access_key and creds.secret_key and creds.token
+        assert isinstance(creds, ii.Credentials) and creds.access_key and creds.secret_key and creds.token
 
 
 headers = st.dictionaries(
@@ -89,15 +104,13 @@ headers = st.dictionaries(
 
 @SETTINGS
 @given(st.integers(min_value=100, max_value=599), st.binary(max_size=300) | json_values.map(lambda v: json.dumps(v).encode()), headers)
-def test_error_mapping_total(status: int, body: bytes, head: dict[str, str]) -> None:
-    config = ii.Config("x.ini")
-    env = ii.Environment(name="dev", function="f", role_arn="arn:aws:iam::111111111111:role/r")
-    for error in (
-        ii._aws_error(response(status, body, head), "iot", None, config),
-        ii._aws_error(response(status, body, head), "sts", env, config),
-        ii._aws_error(response(status, body, head), "lambda", env, config),
-    ):
-        assert isinstance(error, ii.IotInvokeError)
+def test_error_mapping_total(config: ii.Config, status: int, body: bytes, head: dict[str, str]) -> None:
+    if status in (200, 202, 204):
+        return  # not an error answer
+    for name in ("iot", "sts", "lambda"):
+        with pytest.raises(ii.IotInvokeError) as info:
+            hop(config, name, status, body, head)
+        error = info.value
         assert error.exit_code in ii.EXIT_CODES and error.exit_code not in (ii.EX_OK, ii.EX_FUNCTION_ERROR)
         text = str(error)
         assert "\n" not in text and len(text) < 1200
@@ -107,7 +120,7 @@ ini_lines = st.lists(
     st.one_of(
         st.sampled_from(["[iot]", "[dev]", "[DEFAULT]", "[", "]", "=", ";c", "#c", ""]),
         st.tuples(
-            st.sampled_from(sorted(ii._IOT_KEYS | ii._ENV_KEYS | ii._SHARED_KEYS) + ["bogus"]),
+            st.sampled_from(sorted(ii.CONFIG_KEYS) + ["bogus"]),
             st.text(alphabet=string.printable.replace("\r", "").replace("\n", "").replace("\x0b", "").replace("\x0c", ""), max_size=30),
         ).map(lambda kv: f"{kv[0]} = {kv[1]}"),
         st.text(max_size=20).filter(lambda s: "\n" not in s and "\r" not in s),
