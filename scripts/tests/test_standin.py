@@ -19,7 +19,7 @@ from standin.testclient import TestClient
 
 pytestmark = pytest.mark.tooling  # not iotinvoke's own tests: run once, with current releases
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_config_has_exactly_the_keys_iotinvoke_reads(aws: StandIn) -> None:
