@@ -5,9 +5,16 @@ iotinvoke run (tests/cli.py) is put under that scan.
 """
 from __future__ import annotations
 
+import pytest
+
 import cli
-from standin.pytest_plugin import scan_outputs
 
 pytest_plugins = ["standin.pytest_plugin"]
 
-scan_outputs(cli.OUTPUTS)
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Imported here, after pytest_plugins loaded it: an earlier import would keep pytest from
+    # rewriting the plugin's asserts.
+    from standin.pytest_plugin import scan_outputs
+
+    scan_outputs(cli.OUTPUTS)
