@@ -56,3 +56,16 @@ def test_client_makes_one_tls_handshake_per_endpoint_for_several_invokes(aws: St
     assert len(aws.invocations) - before == 3
     assert (aws.count("iot"), aws.count("sts"), aws.count("lambda")) == (1, 1, 3)
     assert (aws.connections("iot"), aws.connections("sts"), aws.connections("lambda")) == (1, 1, 1)
+
+
+def test_a_request_that_cannot_be_framed_ends_its_connection_and_says_so(aws: StandIn, aws_client: TestClient) -> None:
+    connection = aws_client.connect("sts")
+    try:
+        connection.putrequest("POST", "/")
+        connection.putheader("Content-Length", "not a number")
+        connection.endheaders()
+        response = connection.getresponse()
+        assert (response.status, response.getheader("Connection")) == (400, "close")
+        response.read()
+    finally:
+        connection.close()

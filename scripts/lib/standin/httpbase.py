@@ -286,7 +286,9 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             length = -1
         if not 0 <= length <= MAX_BODY_BYTES:
-            self._send(Response(400, b'{"message":"Bad Content-Length"}', [("Content-Type", "application/json")]))
+            # The body cannot be framed, so the connection cannot carry another request: say so.
+            self._send(Response(400, b'{"message":"Bad Content-Length"}',
+                                [("Content-Type", "application/json"), ("Connection", "close")]))
             self.close_connection = True
             return None
         return self.rfile.read(length)
