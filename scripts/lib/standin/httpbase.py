@@ -220,7 +220,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         self.request.settimeout(HANDSHAKE_TIMEOUT_S)
-        self.request.do_handshake()
+        try:
+            self.request.do_handshake()
+        except ssl.SSLError:
+            _close_after_alert(self.request)
+            raise
         self.timeout = self.server.idle_timeout_s   # an idle keep-alive connection ends after this
         super().setup()
 
@@ -326,6 +330,24 @@ class _Handler(BaseHTTPRequestHandler):
             self.request.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+
+
+def _close_after_alert(connection: ssl.SSLSocket) -> None:
+    """After a handshake this side refused (its alert is sent): end the connection without a reset.
+
+    With TLS 1.3 the client's handshake is over before the server has checked its certificate,
+    so the client may already have sent its request; closing with those bytes unread would make
+    the kernel answer with a reset, which can destroy the alert before the client reads it (the
+    client then sees a bare EOF instead of, say, unknown_ca). So: no more writes, read (at the TCP
+    level, bounded) what the client still sends until it closes, then close."""
+    try:
+        socket.socket.shutdown(connection, socket.SHUT_WR)
+        connection.settimeout(1.0)
+        for _ in range(64):
+            if not socket.socket.recv(connection, 65536):
+                break
+    except OSError:
+        pass
 
 
 def require_sni(name: str) -> Callable[[ssl.SSLSocket, str | None, ssl.SSLContext], int | None]:
