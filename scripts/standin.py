@@ -13,6 +13,10 @@ Try it:
     python3 scripts/standin.py --dir /tmp/aws &
     python3 iotinvoke.py --config /tmp/aws/iotinvoke.ini dev '{"test":"test1"}'
 
+Where AWS_CA_BUNDLE is set machine-wide, it replaces the file's ca_bundle for STS and Lambda (as
+in boto3), so those two hops would not trust the stand-in: run iotinvoke with it empty
+(``AWS_CA_BUNDLE= python3 iotinvoke.py ...``). The command says so on standard error when it is set.
+
 With curl (``--print-curl`` prints these with the real ports and paths filled in). Hop 1, the
 credentials provider over mutual TLS:
 
@@ -34,12 +38,13 @@ Hop 3, Lambda Invoke with hop 2's credentials (a bare function name, so no encod
 """
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))
 
 from standin import StandIn  # noqa: E402
 
@@ -100,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"config  {aws.config_path}")
         if args.print_curl:
             print(_curl_examples(aws))
+        if os.environ.get("AWS_CA_BUNDLE"):
+            print(f"standin: AWS_CA_BUNDLE is set ({os.environ['AWS_CA_BUNDLE']}): iotinvoke takes it over "
+                  f"{aws.config_path.name}'s ca_bundle, so run it with AWS_CA_BUNDLE= (empty) against this stand-in",
+                  file=sys.stderr)
         sys.stdout.flush()
         ready.write_text("".join(f"{hop} {url}\n" for hop, url in aws.urls.items()))
         stop.wait()

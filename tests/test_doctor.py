@@ -64,6 +64,8 @@ def test_healthy_two_hop_and_one_hop(aws: StandIn, tmp_path: Path) -> None:
 
 DIAGNOSES = [
     # (environment, config change, exit status, failing check, words of the cause, words of the fix)
+    # A certificate from an unknown CA gets the same HTTP 403 as an inactive one, as on AWS
+    # (scripts/lib/standin/iot.py): the answer does not tell the two apart, so the cause names both.
     ("dev", ("device.pem", "foreign.pem"), 77, "hop 1", "not registered with AWS IoT", "describe-certificate --certificate-id"),
     ("dev", ("device.pem", "inactive.pem"), 77, "hop 1", "inactive, revoked", "update-certificate"),
     ("dev", ("thing_name = edge-0001", "thing_name = edge-0009"), 77, "hop 1", "not attached", "attach-thing-principal"),

@@ -230,11 +230,20 @@ def test_exit_77_permission_denied_at_each_hop(aws: StandIn, cache: Path, tmp_pa
     one_error_line(call(aws, cache, "untrusted", "{}"), 77, "sts: AssumeRole into", "AccessDenied", "HTTP 403")
     one_error_line(call(aws, cache, "noinvoke", "{}"), 77, "lambda: invoke of", "AccessDeniedException")
     one_error_line(call(aws, cache, "direct-denied", "{}"), 77, "resource policy must allow the IoT role")
-    for cert, phrase in (("nopolicy", "iot:AssumeRoleWithCertificate"), ("foreign", "TLS handshake"),
-                         ("expired", "TLS handshake"), ("inactive", "HTTP 403")):
+    # A certificate from an unknown CA passes the handshake and gets HTTP 403 "Certificate is
+    # invalid on this endpoint", as on AWS (scripts/lib/standin/iot.py); a TLS-level refusal of
+    # it (a proxy with its own trust) is the stand-in's "tls_refuse" fault.
+    for cert, phrases in (("nopolicy", ("iot:AssumeRoleWithCertificate",)),
+                          ("foreign", ("HTTP 403", "[certificate-inactive]")), ("expired", ("TLS handshake",)),
+                          ("inactive", ("HTTP 403",)), ("foreign tls_refuse", ("TLS handshake", "[certificate-refused]"))):
+        cache_folder = tmp_path / cert.replace(" ", "-")
+        if cert.endswith(" tls_refuse"):
+            cert = cert.split()[0]
+            aws.fault("iot", "tls_refuse", count=10)
         config = with_iot(aws, tmp_path, "device.pem", f"{cert}.pem")
         config.write_text(config.read_text().replace("thing_name = edge-0001\n", ""))
-        one_error_line(run("dev", "{}", config=config, cache=tmp_path / cert), 77, "iot:", phrase)
+        one_error_line(run("dev", "{}", config=config, cache=cache_folder), 77, "iot:", *phrases)
+    aws.clear_faults()
     config = with_iot(aws, tmp_path, "thing_name = edge-0001", "thing_name = edge-0002")
     one_error_line(run("dev", "{}", config=config, cache=cache), 77, "thing_name 'edge-0002' is not attached")
 

@@ -14,7 +14,7 @@ import iotinvoke
 
 pytestmark = pytest.mark.tooling  # not iotinvoke's own tests: run once, with current releases
 
-PATH = Path(__file__).resolve().parents[1] / "scripts" / "fleet"
+PATH = Path(__file__).resolve().parents[2] / "scripts" / "fleet"
 _loader = importlib.machinery.SourceFileLoader("fleet", str(PATH))
 _spec = importlib.util.spec_from_loader("fleet", _loader)
 assert _spec is not None

@@ -1,12 +1,15 @@
 """Hop 1: the AWS IoT credentials provider, ``GET /role-aliases/<alias>/credentials`` over mTLS.
 
-The TLS layer (CERT_REQUIRED against the test CA, SNI) rejects certificates that AWS would
-refuse in the handshake: none, another CA, expired. What gets through is checked here in
-this order (each step's answer is what AWS's own helper library observed against AWS, listed in
+The TLS layer refuses in the handshake only what cannot be a device certificate at all: none, an
+expired one, a wrong SNI. A certificate from a CA the stand-in does not know completes the
+handshake (tlsverify.py), as it must on AWS, which accepts device certificates whose CA is not
+registered (multi-account registration). What gets through is checked here in this order (each
+step's answer is what AWS's own helper library observed against AWS, listed in
 awslabs/aws-iot-core-credential-provider-session-helper, docs/dev_notes.md):
 
-1. the certificate's registry entry: unregistered, INACTIVE or REVOKED
-   -> 403 AccessDeniedException "Certificate is invalid on this endpoint"  (choice: see below)
+1. the certificate's registry entry: unknown (another CA, or never registered), INACTIVE or
+   REVOKED -> 403, x-amzn-ErrorType AccessDeniedException, {"message":"Certificate is invalid on
+   this endpoint"}  (see below)
 2. ``x-amzn-iot-thingname``, when sent, must be a thing attached to the certificate
    -> 403 "Invalid thing name passed"
 3. the certificate's IoT policies must allow iot:AssumeRoleWithCertificate on the alias ARN
@@ -17,10 +20,17 @@ awslabs/aws-iot-core-credential-provider-session-helper, docs/dev_notes.md):
 6. the alias duration must not exceed the role's MaxSessionDuration
    -> 400 "The requested CredentialDurationSeconds exceeds the MaxSessionDuration set for the role"
 
-UNCONFIRMED choices: AWS's reply to an inactive or revoked certificate is not documented; the
-only observed reply naming the certificate is "Certificate is invalid on this endpoint" with
-x-amzn-ErrorType AccessDeniedException, status 403 assumed, so that is what 1 answers. The
-order of 2-4 is not documented either.
+The answer of step 1, as recorded: docs/dev_notes.md of the helper library shows a curl -v
+exchange with the credentials endpoint whose response carries ``x-amzn-ErrorType:
+AccessDeniedException`` and the body ``{"message":"Certificate is invalid on this endpoint"}``
+exactly, the connection "left intact" (so the handshake had completed). The same file says its
+author did NOT test "an invalid certificate (e.g., one not registered with AWS IoT Core)", elides
+the status line of that exchange and does not say which certificate produced it. UNCONFIRMED,
+then: the status 403 (stated with this message only in third-party troubleshooting notes, for
+devices that sent no SNI), and that an unregistered, inactive, revoked or unknown-CA certificate
+gets exactly this answer; it is the only observed answer that names the certificate. The order
+of 2-4 is not documented either. A TLS-level refusal (a proxy or custom endpoint with its own
+trust) stays available as the "tls_refuse" fault (harness.StandIn.fault).
 """
 from __future__ import annotations
 

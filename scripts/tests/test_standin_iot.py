@@ -5,13 +5,16 @@ import hashlib
 import re
 import ssl
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from standin import StandIn
-from standin.testclient import TestClient
+from standin.testclient import Reply, TestClient
 
 pytestmark = pytest.mark.tooling  # not iotinvoke's own tests: run once, with current releases
 
@@ -61,11 +64,56 @@ def test_expiration_follows_the_stand_in_clock(aws: StandIn, aws_client: TestCli
     assert abs(got - expected) < timedelta(seconds=5)
 
 
-@pytest.mark.parametrize("cert", [None, "foreign", "expired"])
+@pytest.mark.parametrize("cert", [None, "expired"])
 def test_handshake_fails_without_a_valid_certificate(aws: StandIn, aws_client: TestClient, cert: str | None) -> None:
     with pytest.raises(ssl.SSLError):
         aws_client.send("iot", "GET", ALIAS_PATH, context=aws_client.context(cert))
     assert aws.count("iot") == 0   # refused in the handshake: no request was ever read
+
+
+def _refused_at_http(reply: Reply) -> None:
+    assert reply.status == 403
+    assert reply.header("x-amzn-ErrorType") == "AccessDeniedException"
+    assert reply.json() == {"message": "Certificate is invalid on this endpoint"}
+
+
+def test_certificate_from_an_unknown_ca_completes_the_handshake_and_gets_403(aws: StandIn,
+                                                                             aws_client: TestClient) -> None:
+    """As on AWS (iot.py): the handshake accepts it, the registry does not know it."""
+    _refused_at_http(aws_client.iot(cert="foreign", thing=None))
+    assert aws.count("iot") == 1
+
+
+def test_self_signed_certificate_gets_403(aws: StandIn, aws_client: TestClient, tmp_path: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "self-signed device")])
+    now = datetime.now(timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(days=1)).sign(key, hashes.SHA256()))
+    (tmp_path / "self.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "self.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                          serialization.PrivateFormat.PKCS8,
+                                                          serialization.NoEncryption()))
+    context = aws_client.context(cert_paths=(tmp_path / "self.pem", tmp_path / "self.key"))
+    _refused_at_http(aws_client.send("iot", "GET", ALIAS_PATH, context=context))
+
+
+def test_tls_refuse_fault_refuses_an_unknown_ca_in_the_handshake(aws: StandIn, aws_client: TestClient) -> None:
+    """The fault stands for a proxy or custom endpoint with its own trust: a TLS alert, no request."""
+    aws.fault("iot", "tls_refuse", count=2)
+    with pytest.raises(ssl.SSLError, match="UNKNOWN_CA"):
+        aws_client.iot(cert="foreign", thing=None)
+    assert aws_client.iot().status == 200   # the stand-in's own CA still passes the strict check
+    assert aws.count("iot") == 1
+    _refused_at_http(aws_client.iot(cert="foreign", thing=None))   # the fault was for two connections
+    assert aws.connections("iot") == 3
+
+
+def test_tls_refuse_fault_is_for_the_iot_hop_only(aws: StandIn) -> None:
+    for hop in ("sts", "lambda"):
+        with pytest.raises(ValueError, match="iot hop only"):
+            aws.fault(hop, "tls_refuse")
 
 
 def test_handshake_fails_without_the_endpoint_name_as_sni(aws: StandIn, aws_client: TestClient) -> None:

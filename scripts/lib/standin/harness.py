@@ -20,10 +20,11 @@ from typing import Any, Final
 from . import pki
 from .awslambda import LambdaApp
 from .creds import CredentialStore
-from .httpbase import App, Hop, TlsServer, require_sni
+from .httpbase import IDLE_TIMEOUT_S, App, Hop, TlsServer, require_sni
 from .iot import IotApp
 from .runtime import FunctionRuntime
 from .sts import StsApp
+from .tlsverify import tolerate_unknown_issuers
 from .world import LAMBDA_REGION, World, default_world
 
 __all__ = ["HOPS", "StandIn"]
@@ -37,7 +38,7 @@ class StandIn:
     """Local stand-in of the IoT credentials provider, STS and Lambda (see the package docstring)."""
 
     def __init__(self, workdir: Path | str, *, ports: tuple[int, int, int] | None = None,
-                 log_requests: bool = False) -> None:
+                 log_requests: bool = False, idle_timeout_s: float = IDLE_TIMEOUT_S) -> None:
         self.workdir = Path(workdir).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._pki = pki.load_or_create(self.workdir)
@@ -47,6 +48,7 @@ class StandIn:
         self.clock_offset_s = 0.0
         self._ports = ports or (0, 0, 0)
         self._log_requests = log_requests
+        self._idle_timeout_s = idle_timeout_s
         self._store = CredentialStore()
         self._runtime = FunctionRuntime()
         self._hops = {name: Hop(name) for name in HOPS}
@@ -69,7 +71,9 @@ class StandIn:
         try:
             for hop, port in zip(HOPS, self._ports):
                 server = TlsServer(port, self._tls_context(client_certificates=hop == "iot"), apps[hop],
-                                   self._hops[hop], self.now, self._errors, log=self._log_requests)
+                                   self._hops[hop], self.now, self._errors, log=self._log_requests,
+                                   strict_context=self._tls_context(client_certificates=hop == "iot", strict=True),
+                                   idle_timeout_s=self._idle_timeout_s)
                 self._servers[hop] = server
                 thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                                           name=f"standin-{hop}", daemon=True)
@@ -138,6 +142,10 @@ class StandIn:
     def count(self, hop: str) -> int:
         return self._hop(hop).count
 
+    def connections(self, hop: str) -> int:
+        """TCP connections ``hop`` accepted since the last reset_counts()."""
+        return self._hop(hop).connections
+
     def reset_counts(self) -> None:
         for hop in self._hops.values():
             hop.reset_count()
@@ -153,7 +161,14 @@ class StandIn:
         "error" answers with an AWS error: on lambda a modelled Invoke error (``code``, optional
         ``status``, ``message``, ``reason``, ``retry_after``; see awslambda.modelled_error), before
         the function runs, or after it ran with ``after_run=True``; on sts ``code``/``status``/
-        ``message``; on iot ``status``/``message`` (the credentials provider sends no code)."""
+        ``message``; on iot ``status``/``message`` (the credentials provider sends no code).
+
+        "tls_refuse" (iot): the next ``count`` connections verify the client certificate in the
+        handshake against the stand-in's CA only, as a TLS-terminating proxy or a custom endpoint
+        with its own trust store would: a certificate from another CA gets the TLS alert
+        unknown_ca instead of the credentials provider's HTTP 403 (see iot.py)."""
+        if kind == "tls_refuse" and hop != "iot":
+            raise ValueError("tls_refuse applies to the iot hop only (the one that asks for client certificates)")
         if kind == "error" and hop == "lambda":
             from .awslambda import modelled_error
 
@@ -178,14 +193,18 @@ class StandIn:
         with self._invocations_lock:
             self._invocations.append(invocation)
 
-    def _tls_context(self, *, client_certificates: bool) -> ssl.SSLContext:
+    def _tls_context(self, *, client_certificates: bool, strict: bool = False) -> ssl.SSLContext:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.load_cert_chain(self._pki.server_cert, self._pki.server_key)
         if client_certificates:
-            # Real mutual TLS: no certificate, another CA or an expired one fails the handshake.
+            # Real mutual TLS: no certificate or an expired one fails the handshake. A certificate
+            # from another CA passes it and gets HTTP 403 from IotApp, as on AWS (tlsverify.py,
+            # iot.py), unless strict (the "tls_refuse" fault): then it fails the handshake too.
             context.verify_mode = ssl.CERT_REQUIRED
             context.load_verify_locations(cafile=str(self._pki.ca_path))
+            if not strict:
+                tolerate_unknown_issuers(context)
             # "Connections attempted by devices without the correct host_name value will fail."
             context.sni_callback = require_sni(HOSTNAME)
         return context

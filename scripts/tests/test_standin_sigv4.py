@@ -1,6 +1,6 @@
 """The stand-in's SigV4 verifier against AWS's published test vectors and against botocore's signer.
 
-Data: tests/data/aws-sigv4-test-suite/v4 (AWS's suite as kept in awslabs/aws-c-auth), one folder
+Data: scripts/tests/data/aws-sigv4-test-suite/v4 (AWS's suite as kept in awslabs/aws-c-auth), one folder
 per case. The suite's request paths are raw, i.e. they are what "the wire" sent.
 """
 from __future__ import annotations

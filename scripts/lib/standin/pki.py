@@ -2,7 +2,13 @@
 
 Everything is EC P-256 (fast to generate and to handshake). The files are written into the
 stand-in's work folder and reused on the next start when they are still valid, so a restart
-costs a few file reads instead of key generation.
+costs a few file reads instead of key generation. Private keys are written 0600, certificates
+0644, each as a new file of the user running the stand-in (whatever the umask, whoever owned an
+older file of that name).
+
+It runs with Debian 12's own cryptography (38.0.4, python3-cryptography) as well as with current
+releases: only APIs that 38 has (no ``not_valid_after_utc``, from 42; no
+``verify_directly_issued_by``, from 40; no equality of public keys, from 41).
 
 Layout inside the work folder::
 
@@ -32,7 +38,8 @@ __all__ = ["DEVICE_CERTS", "Pki", "certificate_id", "issue_device_certificate", 
            "load_or_create"]
 
 # Device certificates the harness hands out. "foreign" is signed by another CA and "expired"
-# is past its validity, so both fail the TLS handshake; the others differ only in the registry.
+# is past its validity: "expired" fails the TLS handshake, "foreign" gets HTTP 403 (iot.py) like an
+# unregistered one; the others differ only in the registry.
 DEVICE_CERTS: Final = ("device", "inactive", "revoked", "foreign", "expired", "nopolicy", "other-thing")
 
 # Reissue anything that would expire within this margin, so a long test run never straddles it.
@@ -115,7 +122,7 @@ def issue_device_certificate(workdir: Path, public_key_pem: bytes, cert_path: Pa
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
     )
     pem = builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
-    cert_path.write_bytes(pem)
+    _write_file(cert_path, pem, 0o644)
     return pem
 
 
@@ -144,20 +151,41 @@ def _is_valid(workdir: Path, pki: Pki) -> bool:
         leaves = {"server": (pki.server_cert, pki.server_key), **pki.device}
         soon = _now() + RENEW_MARGIN
         for cert in (ca, foreign):
-            if cert.not_valid_after_utc < soon:
+            if _not_after(cert) < soon:
                 return False
         for name, (cert_path, key_path) in leaves.items():
             cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
             key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-            if cert.public_key() != key.public_key():
+            if _public_der(cert.public_key()) != _public_der(key.public_key()):   # no key == before 41
                 return False
-            cert.verify_directly_issued_by(foreign if name == "foreign" else ca)
-            expired = cert.not_valid_after_utc < _now()
-            if expired != (name == "expired") or (not expired and cert.not_valid_after_utc < soon):
+            _check_issued_by(cert, foreign if name == "foreign" else ca)
+            expired = _not_after(cert) < _now()
+            if expired != (name == "expired") or (not expired and _not_after(cert) < soon):
                 return False
         return True
     except (OSError, ValueError, TypeError, InvalidSignature):
         return False
+
+
+def _not_after(cert: x509.Certificate) -> datetime.datetime:
+    """The end of validity, timezone-aware (cryptography < 42 has only the naive UTC value)."""
+    return cert.not_valid_after.replace(tzinfo=datetime.timezone.utc) if not hasattr(cert, "not_valid_after_utc") \
+        else cert.not_valid_after_utc
+
+
+def _public_der(public_key: object) -> bytes:
+    return public_key.public_bytes(serialization.Encoding.DER,  # type: ignore[attr-defined]
+                                   serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _check_issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> None:
+    """Raise ValueError or InvalidSignature unless issuer's key signed cert (all keys here are EC)."""
+    if cert.issuer != issuer.subject:
+        raise ValueError("issuer name mismatch")
+    public_key = issuer.public_key()
+    if not isinstance(public_key, ec.EllipticCurvePublicKey) or cert.signature_hash_algorithm is None:
+        raise ValueError("not an EC signature")
+    public_key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(cert.signature_hash_algorithm))
 
 
 def _generate(workdir: Path, pki: Pki) -> None:
@@ -230,11 +258,23 @@ def _leaf(subject: x509.Name, key: ec.EllipticCurvePrivateKey, issuer: x509.Cert
 
 
 def _write_pair(cert_path: Path, cert: x509.Certificate, key_path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_file(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
                             serialization.NoEncryption())
     # Private keys 0600, as a device keeps them (and as curl and OpenSSL expect).
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(pem)
-    os.chmod(key_path, 0o600)
+    _write_file(key_path, pem, 0o600)
+
+
+def _write_file(path: Path, data: bytes, mode: int) -> None:
+    """data into path with exactly mode, as a new file of this user: written beside it, then
+    renamed over it (an older file of another owner or mode is replaced, not rewritten)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            os.fchmod(out.fileno(), mode)   # the umask narrowed (or a 0002 umask widened) the creation mode
+            out.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise

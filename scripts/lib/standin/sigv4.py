@@ -2,7 +2,7 @@
 
 Written from the SigV4 specification with hashlib, hmac and urllib.parse only, so that it checks
 botocore's signer independently: it must not import botocore. It reproduces every `header-*`
-vector of AWS's SigV4 test suite (tests/test_standin_sigv4.py).
+vector of AWS's SigV4 test suite (scripts/tests/test_standin_sigv4.py).
 
 The one rule that trips raw clients, stated once: for every service but S3 the canonical URI is
 the path *as sent on the wire* (already percent-encoded by the client), normalized, then

@@ -68,7 +68,7 @@ from motohelp import client_in_account
 
 pytestmark = pytest.mark.tooling  # not iotinvoke's own tests: run once, with current releases
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PROVISION = ROOT / "scripts" / "provision"
 REGION = "ap-northeast-1"
 IOT_ACCOUNT = "000000000000"

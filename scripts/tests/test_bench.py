@@ -18,7 +18,7 @@ import pytest
 
 pytestmark = pytest.mark.tooling  # not iotinvoke's own tests: run once, with current releases
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 ROWS = (
     "1. iotinvoke, warm cache",

@@ -23,7 +23,11 @@ from typing import Any, Callable, Final, Protocol
 
 __all__ = ["App", "FAULT_KINDS", "Fault", "Hop", "Request", "Response", "TlsServer", "canned_response", "require_sni"]
 
-FAULT_KINDS: Final = frozenset({"throttle", "5xx", "error", "drop_before", "drop_after", "delay", "respond"})
+FAULT_KINDS: Final = frozenset({"throttle", "5xx", "error", "drop_before", "drop_after", "delay", "respond",
+                                "tls_refuse"})
+# Faults of the handshake, not of a request: "tls_refuse" has the next ``count`` connections
+# verify the client certificate against the stand-in's CA strictly (see TlsServer).
+HANDSHAKE_FAULT_KINDS: Final = frozenset({"tls_refuse"})
 
 HANDSHAKE_TIMEOUT_S: Final = 10.0
 # Idle keep-alive connections are closed after this long, as load balancers in front of AWS do
@@ -46,6 +50,7 @@ class Hop:
         self.name = name
         self._lock = threading.Lock()
         self._count = 0
+        self._connections = 0
         self._fault: Fault | None = None
         self._fault_left = 0
 
@@ -54,9 +59,16 @@ class Hop:
         with self._lock:
             return self._count
 
+    @property
+    def connections(self) -> int:
+        """Connections accepted (TCP), whatever became of their handshake."""
+        with self._lock:
+            return self._connections
+
     def reset_count(self) -> None:
         with self._lock:
             self._count = 0
+            self._connections = 0
 
     def set_fault(self, kind: str, count: int, params: dict[str, Any]) -> None:
         if kind not in FAULT_KINDS:
@@ -70,11 +82,25 @@ class Hop:
         with self._lock:
             self._fault, self._fault_left = None, 0
 
+    def accept(self) -> Fault | None:
+        """Count one accepted connection and take the handshake fault that applies to it, if any."""
+        with self._lock:
+            self._connections += 1
+            fault = self._fault
+            if fault is None or fault.kind not in HANDSHAKE_FAULT_KINDS:
+                return None
+            self._fault_left -= 1
+            if self._fault_left == 0:
+                self._fault = None
+            return fault
+
     def arrive(self) -> Fault | None:
         """Count one request and take the fault that applies to it, if any."""
         with self._lock:
             self._count += 1
             fault = self._fault
+            if fault is not None and fault.kind in HANDSHAKE_FAULT_KINDS:
+                return None
             if fault is not None:
                 self._fault_left -= 1
                 if self._fault_left == 0:
@@ -121,7 +147,13 @@ class App(Protocol):
 
 
 class TlsServer(ThreadingHTTPServer):
-    """A ThreadingHTTPServer on 127.0.0.1 speaking TLS, serving one ``App``."""
+    """A ThreadingHTTPServer on 127.0.0.1 speaking TLS, serving one ``App``.
+
+    Connections stay open between requests, as AWS's endpoints keep them (HTTP/1.1 persistent
+    connections, RFC 9112 section 9.3): no "Connection: close" unless the client asks for it or
+    the request cannot be framed, and an idle connection is closed after IDLE_TIMEOUT_S.
+    ``strict_context``, when given, is the context of the connections that a "tls_refuse" fault
+    applies to."""
 
     daemon_threads = True
     block_on_close = False   # stop() must not wait for idle keep-alive connections
@@ -130,8 +162,11 @@ class TlsServer(ThreadingHTTPServer):
     request_queue_size = 128
 
     def __init__(self, port: int, context: ssl.SSLContext, app: App, hop: Hop, clock: Callable[[], datetime],
-                 errors: list[str], log: bool = False) -> None:
+                 errors: list[str], log: bool = False, strict_context: ssl.SSLContext | None = None,
+                 idle_timeout_s: float = IDLE_TIMEOUT_S) -> None:
         self.context = context
+        self.idle_timeout_s = idle_timeout_s
+        self.strict_context = strict_context
         self.errors = errors
         self.app = app
         self.hop = hop
@@ -144,7 +179,9 @@ class TlsServer(ThreadingHTTPServer):
     def get_request(self) -> tuple[socket.socket, Any]:
         sock, address = self.socket.accept()
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        tls = self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        fault = self.hop.accept()
+        context = self.strict_context if fault is not None and self.strict_context is not None else self.context
+        tls = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         with self._connections_lock:
             self._connections.add(tls)
         return tls, address
@@ -183,7 +220,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         self.request.settimeout(HANDSHAKE_TIMEOUT_S)
-        self.request.do_handshake()
+        try:
+            self.request.do_handshake()
+        except ssl.SSLError:
+            _close_after_alert(self.request)
+            raise
+        self.timeout = self.server.idle_timeout_s   # an idle keep-alive connection ends after this
         super().setup()
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -248,7 +290,9 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             length = -1
         if not 0 <= length <= MAX_BODY_BYTES:
-            self._send(Response(400, b'{"message":"Bad Content-Length"}', [("Content-Type", "application/json")]))
+            # The body cannot be framed, so the connection cannot carry another request: say so.
+            self._send(Response(400, b'{"message":"Bad Content-Length"}',
+                                [("Content-Type", "application/json"), ("Connection", "close")]))
             self.close_connection = True
             return None
         return self.rfile.read(length)
@@ -286,6 +330,24 @@ class _Handler(BaseHTTPRequestHandler):
             self.request.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+
+
+def _close_after_alert(connection: ssl.SSLSocket) -> None:
+    """After a handshake this side refused (its alert is sent): end the connection without a reset.
+
+    With TLS 1.3 the client's handshake is over before the server has checked its certificate,
+    so the client may already have sent its request; closing with those bytes unread would make
+    the kernel answer with a reset, which can destroy the alert before the client reads it (the
+    client then sees a bare EOF instead of, say, unknown_ca). So: no more writes, read (at the TCP
+    level, bounded) what the client still sends until it closes, then close."""
+    try:
+        socket.socket.shutdown(connection, socket.SHUT_WR)
+        connection.settimeout(1.0)
+        for _ in range(64):
+            if not socket.socket.recv(connection, 65536):
+                break
+    except OSError:
+        pass
 
 
 def require_sni(name: str) -> Callable[[ssl.SSLSocket, str | None, ssl.SSLContext], int | None]:

@@ -19,7 +19,7 @@ from standin.testclient import TestClient
 
 pytestmark = pytest.mark.tooling  # not iotinvoke's own tests: run once, with current releases
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_config_has_exactly_the_keys_iotinvoke_reads(aws: StandIn) -> None:
@@ -153,8 +153,10 @@ def test_per_invoke_overhead_is_small(aws: StandIn, aws_client: TestClient) -> N
 
 
 def test_command_serves_until_sigterm(tmp_path: Path) -> None:
+    bundle = "/etc/ssl/certs/ca-certificates.crt"   # a machine-wide AWS_CA_BUNDLE, as on many build hosts
     process = subprocess.Popen([sys.executable, str(REPO / "scripts" / "standin.py"), "--dir", str(tmp_path)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=dict(os.environ, AWS_CA_BUNDLE=bundle))
     try:
         deadline = time.monotonic() + 20
         while not (tmp_path / "ready").exists():
@@ -178,3 +180,6 @@ def test_command_serves_until_sigterm(tmp_path: Path) -> None:
     assert lines[0].split() == ["iot", iot_url]
     assert lines[3] == f"config  {tmp_path / 'iotinvoke.ini'}"
     assert not (tmp_path / "ready").exists()
+    assert [line for line in stderr.splitlines() if "AWS_CA_BUNDLE" in line] == [
+        f"standin: AWS_CA_BUNDLE is set ({bundle}): iotinvoke takes it over iotinvoke.ini's ca_bundle, "
+        "so run it with AWS_CA_BUNDLE= (empty) against this stand-in"]
