@@ -126,7 +126,7 @@ def counts(aws: StandIn) -> tuple[int, int, int]:
 
 def one_line(result: Run, code: int, reason: str) -> str:
     """The single stderr line of a failed run, with its exit status and [reason] checked."""
-    assert result.code == code, result.stderr
+    assert result.code == code, (result.code, result.stderr)
     assert len(result.lines) == 1 and result.lines[0].startswith("iotinvoke: "), result.stderr
     assert result.lines[0].endswith("[%s]" % reason), result.stderr
     return result.lines[0]
@@ -240,7 +240,8 @@ def test_root_does_not_search_xdg_config_home(aws: StandIn, tmp_path: Path) -> N
 
 @as_root
 @pytest.mark.parametrize("how", ["--config", "IOTINVOKE_CONFIG"])
-@pytest.mark.parametrize("owner,mode", [("nobody", 0o644), ("nobody", 0o600), ("root", 0o664), ("root", 0o646)])
+@pytest.mark.parametrize("owner,mode", [("nobody", 0o644), ("nobody", 0o600), ("root", 0o664), ("root", 0o646)],
+                         ids=["nobody-0644", "nobody-0600", "root-0664", "root-0646"])
 def test_an_explicit_config_another_user_can_write_is_refused(
     aws: StandIn, tmp_path: Path, how: str, owner: str, mode: int
 ) -> None:
