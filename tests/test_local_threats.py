@@ -31,6 +31,7 @@ import re
 import shutil
 import subprocess
 import time
+from datetime import timedelta
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -560,3 +561,37 @@ def test_learn_clock_default_and_true_learn_as_before(aws: StandIn, tmp_path: Pa
     assert (result.code, result.stdout) == (0, SEED_ANSWER), result.stderr
     assert "learned at boot" in result.stderr
     assert (aws.count("sts"), aws.count("lambda")) == (1, 1)
+
+
+CLOCK_FLOOR = 1793491200.0  # 2026-11-01T00:00:00Z: README "Clock at boot", no earlier time is learned
+DAY = 86400
+
+
+@pytest.mark.parametrize("learn", ["default", "false"])
+def test_at_boot_a_trusted_but_expired_certificate_teaches_the_time_unless_learn_clock_is_false(
+    aws: StandIn, tmp_path: Path, learn: str
+) -> None:
+    # README "Clock at boot": a man in the middle of a board that booted behind, holding the key of
+    # a certificate for the endpoint's name that chains to a trusted root and expired after the
+    # release, answers with a Date inside its validity. Here: 28 to 12 days ago, a Date 20 days ago.
+    if time.time() - 20 * DAY < CLOCK_FLOOR:
+        pytest.skip("this machine's date is too early for a certificate that expired after the release")
+    tool = faketime()
+    cert, key = server_certificate(aws.workdir, tmp_path / "expired", dns=("localhost",),
+                                   valid_from=timedelta(days=-28), valid_for=timedelta(days=16))
+    aws.clock_offset_s = -20 * DAY   # the Dates it relays are the man in the middle's
+    with TlsFront(aws.urls["iot"], cert, key, upstream_ca=aws.ca_path, upstream_client_cert=aws.certs["device"],
+                  client_ca=aws.ca_path) as front:
+        iot = {"endpoint": front.url(), **({"learn_clock": "false"} if learn == "false" else {})}
+        config = standalone_config(aws, tmp_path / "iotinvoke.ini", iot=iot)
+        cache = tmp_path / "cache"
+        result = run("-v", "dev", "{}", config=config, cache=cache, wrapper=[tool, "-f", "-730d"])
+        if learn == "default":  # what learn_clock = false is for: the expired certificate was trusted
+            assert (result.code, result.stdout) == (0, SEED_ANSWER), result.stderr
+            assert "learned at boot" in result.stderr
+            assert any(head.startswith(b"GET /role-aliases/") for head in front.request_heads)
+        else:
+            assert result.code == 75 and "[clock-wrong" in result.lines[-1], result.stderr
+            assert all(head.startswith(b"HEAD ") for head in front.request_heads), front.request_heads
+            assert (aws.count("sts"), aws.count("lambda")) == (0, 0)
+            assert not (cache / "clock.json").exists()
