@@ -307,9 +307,10 @@ def test_a_key_its_group_can_read_is_used(aws: StandIn, tmp_path: Path) -> None:
 
 
 def test_a_provider_uri_key_file_with_a_pin_value_others_can_read_is_refused(aws: StandIn, tmp_path: Path) -> None:
-    # pkcs11-provider's key file names the key in a token; with pin-value it also holds the PIN.
+    # pkcs11-provider's key file names the key in a token; with pin-value (a query attribute of
+    # the PKCS#11 URI, RFC 7512 section 2.3) it also holds the PIN.
     key = tmp_path / "token.key"
-    key.write_bytes(provider_uri_pem("pkcs11:token=iot;object=device;type=private;pin-value=123456"))
+    key.write_bytes(provider_uri_pem("pkcs11:token=iot;object=device;type=private?pin-value=123456"))
     key.chmod(0o644)
     config = standalone_config(aws, tmp_path / "iotinvoke.ini", iot={"key": str(key)})
     refused_file(run("dev", "{}", config=config, cache=tmp_path / "cache"), key, "key")
