@@ -31,9 +31,9 @@ import re
 import shutil
 import subprocess
 import time
-from datetime import timedelta
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
