@@ -6,6 +6,10 @@
  *     bytecode is reused, see README) with posix_spawnp() (no shell, no fork+exec by hand), its
  *     folder first on the child's PYTHONPATH, its standard input, output and error connected to
  *     pipes through posix_spawn_file_actions;
+ *   - keeping folders other users can write off the child's module path: "python3 -m" puts the
+ *     working directory first on it, where a planted urllib3.py or iotinvoke.py would run with
+ *     our rights, so the child starts in "/" and with PYTHONSAFEPATH=1 (Python 3.11+ then leaves
+ *     the working directory out), and relative -p, -d, -s and -c are made absolute first;
  *   - passing the JSON payload on iotinvoke's standard input while reading its standard output
  *     and standard error at the same time with poll(), so that no pipe buffer can fill up and
  *     deadlock the two processes, whatever the sizes (EINTR and EPIPE handled);
@@ -43,6 +47,8 @@
  *              slower: Python compiles a script at every call)
  *   -c CONFIG  iotinvoke's config file (default: none given, so iotinvoke uses its own default,
  *              $IOTINVOKE_CONFIG or /etc/iotinvoke/iotinvoke.ini)
+ *              A relative PYTHON (with a "/"), DIR, SCRIPT or CONFIG is taken from the working
+ *              directory, as usual; iotinvoke itself runs in "/".
  *   -r RETRIES how many times to run again after exit status 75, 0 to 10 (default: 3)
  *   -w SECONDS the longest wait before running again that iotinvoke may ask for (default: 120;
  *              0 ignores its hint and backs off 1, 2, 4 ... s)
@@ -52,7 +58,8 @@
  * own (after the retries), or EX_USAGE / EX_DATAERR / EX_OSERR / EX_UNAVAILABLE / EX_SOFTWARE /
  * EX_PROTOCOL / EX_IOERR for this program's own failures, so a caller can branch the same way.
  *
- * Compile (C99 + POSIX.1-2008; Linux, *BSD, macOS):
+ * Compile (C99 + POSIX.1-2008, plus posix_spawn_file_actions_addchdir_np: glibc 2.29+, musl
+ * 1.1.24+, FreeBSD 13.1+, macOS 10.15+; POSIX.1-2024 names it posix_spawn_file_actions_addchdir):
  *   gcc -std=c99 -Wall -Wextra -O2 -o example scripts/example.c
  * Try it against the local stand-in of AWS (see scripts/standin.py), from this repository:
  *   echo '{"test":"test1"}' | ./example -d . -c /tmp/aws/iotinvoke.ini dev
@@ -93,6 +100,17 @@ extern char **environ;
 #define CHUNK 65536u
 #define DEFAULT_DIR "/usr/local/lib/iotinvoke"
 #define PYTHONPATH_IS "PYTHONPATH="
+#define PYTHONSAFEPATH_IS "PYTHONSAFEPATH="
+/* The child's working directory: root's. Pythons before 3.11 ignore PYTHONSAFEPATH and put it
+ * first on the module path of "python3 -m". */
+#define CHILD_DIR "/"
+
+/* <spawn.h> declares it only with _GNU_SOURCE or _DEFAULT_SOURCE (glibc, musl), or outside strict
+ * POSIX (the BSDs, macOS), hence here; glibc has it since 2.29 (Debian 11 ships 2.31). */
+#if defined(__GLIBC__) && (__GLIBC__ < 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ < 29))
+#error "posix_spawn_file_actions_addchdir_np needs glibc 2.29 or later (Debian 11+)"
+#endif
+int posix_spawn_file_actions_addchdir_np(posix_spawn_file_actions_t *restrict actions, const char *restrict path);
 
 /* A byte buffer that grows by doubling, up to MAX_PAYLOAD_BYTES. */
 struct buf {
@@ -326,7 +344,8 @@ static int run_once(char *const argv[], char *const envp[], const struct buf *pa
     sigemptyset(&none);
     sigemptyset(&pipe_only);
     sigaddset(&pipe_only, SIGPIPE);
-    if ((rc = posix_spawn_file_actions_adddup2(&actions, in[0], STDIN_FILENO)) != 0 ||
+    if ((rc = posix_spawn_file_actions_addchdir_np(&actions, CHILD_DIR)) != 0 ||
+        (rc = posix_spawn_file_actions_adddup2(&actions, in[0], STDIN_FILENO)) != 0 ||
         (rc = posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO)) != 0 ||
         (rc = posix_spawn_file_actions_adddup2(&actions, err[1], STDERR_FILENO)) != 0 ||
         (rc = posix_spawnattr_setsigdefault(&attr, &pipe_only)) != 0 ||
@@ -469,10 +488,13 @@ static unsigned backoff_ms(int attempt)
     return ms + (unsigned)rand() % (ms / 4u + 1u);
 }
 
+static char safe_path[] = PYTHONSAFEPATH_IS "1";
+
 /*
- * The child's environment: ours, with dir first on PYTHONPATH (before any PYTHONPATH we have).
- * Built as a new array rather than with setenv(), so that nothing is left allocated at exit.
- * Returns NULL when out of memory; free it with free_environment().
+ * The child's environment: ours, with PYTHONSAFEPATH=1 and, unless dir is "", dir first on
+ * PYTHONPATH (before any PYTHONPATH we have). Built as a new array rather than with setenv(), so
+ * that nothing is left allocated at exit. Returns NULL when out of memory; free it with
+ * free_environment().
  */
 static char **child_environment(const char *dir)
 {
@@ -482,22 +504,26 @@ static char **child_environment(const char *dir)
 
     while (environ[count] != NULL)
         count++;
-    envp = malloc((count + 2) * sizeof *envp);
+    envp = malloc((count + 3) * sizeof *envp);
     if (envp == NULL)
         return NULL;
-    size = sizeof PYTHONPATH_IS + strlen(dir) + (old != NULL && *old ? 1 + strlen(old) : 0);
-    envp[j] = malloc(size);
-    if (envp[j] == NULL) {
-        free(envp);
-        return NULL;
+    if (*dir != '\0') {
+        size = sizeof PYTHONPATH_IS + strlen(dir) + (old != NULL && *old ? 1 + strlen(old) : 0);
+        envp[j] = malloc(size);
+        if (envp[j] == NULL) {
+            free(envp);
+            return NULL;
+        }
+        if (old != NULL && *old)
+            snprintf(envp[j], size, PYTHONPATH_IS "%s:%s", dir, old);
+        else
+            snprintf(envp[j], size, PYTHONPATH_IS "%s", dir);
+        j++;
     }
-    if (old != NULL && *old)
-        snprintf(envp[j], size, PYTHONPATH_IS "%s:%s", dir, old);
-    else
-        snprintf(envp[j], size, PYTHONPATH_IS "%s", dir);
-    j++;
+    envp[j++] = safe_path;
     for (i = 0; i < count; i++)
-        if (strncmp(environ[i], PYTHONPATH_IS, sizeof PYTHONPATH_IS - 1) != 0)
+        if (strncmp(environ[i], PYTHONSAFEPATH_IS, sizeof PYTHONSAFEPATH_IS - 1) != 0 &&
+            (*dir == '\0' || strncmp(environ[i], PYTHONPATH_IS, sizeof PYTHONPATH_IS - 1) != 0))
             envp[j++] = environ[i];
     envp[j] = NULL;
     return envp;
@@ -506,9 +532,68 @@ static char **child_environment(const char *dir)
 static void free_environment(char **envp)
 {
     if (envp != NULL && envp != environ) {
-        free(envp[0]); /* the one entry we made; the others are environ's */
+        if (envp[0] != safe_path)
+            free(envp[0]); /* the PYTHONPATH entry we made; the others are static or environ's */
         free(envp);
     }
+}
+
+/* The working directory, in a new allocation (POSIX leaves getcwd(NULL, 0) unspecified); NULL
+ * with errno set when it cannot be had. */
+static char *working_directory(void)
+{
+    size_t cap = 256;
+    char *cwd = NULL;
+    for (;;) {
+        char *grown = realloc(cwd, cap);
+        if (grown == NULL) {
+            free(cwd);
+            errno = ENOMEM;
+            return NULL;
+        }
+        cwd = grown;
+        if (getcwd(cwd, cap) != NULL)
+            return cwd;
+        if (errno != ERANGE) {
+            free(cwd);
+            return NULL;
+        }
+        cap *= 2;
+    }
+}
+
+/*
+ * Makes each relative path in paths absolute against the working directory (joined, not
+ * resolved: a virtual environment's python finds its packages by its own path, and a missing
+ * file is Python's or iotinvoke's to report). made[i] gets the new allocation, if any; free
+ * them. Returns 0, or an exit status after saying why not.
+ */
+static int make_absolute(const char **paths[], char *made[], size_t n)
+{
+    char *cwd = NULL;
+    size_t i;
+    int code = 0;
+    for (i = 0; i < n && code == 0; i++) {
+        const char *path = *paths[i];
+        size_t size;
+        if (path == NULL || *path == '\0' || *path == '/')
+            continue;
+        if (cwd == NULL && (cwd = working_directory()) == NULL) {
+            say("cannot make %s absolute: %s", path, strerror(errno));
+            code = EX_OSERR;
+            break;
+        }
+        size = strlen(cwd) + 1 + strlen(path) + 1;
+        if ((made[i] = malloc(size)) == NULL) {
+            say("out of memory");
+            code = EX_OSERR;
+            break;
+        }
+        snprintf(made[i], size, "%s%s%s", cwd, cwd[strlen(cwd) - 1] == '/' ? "" : "/", path);
+        *paths[i] = made[i];
+    }
+    free(cwd);
+    return code;
 }
 
 static void usage(void)
@@ -524,7 +609,10 @@ int main(int argc, char *argv[])
     const char *config = NULL;
     const char *env, *arg_payload = NULL;
     char *child_argv[10];
-    char **child_envp = environ;
+    char **child_envp;
+    char *made[4] = {NULL, NULL, NULL, NULL};
+    const char **relative[4];
+    size_t count = 0, k;
     struct buf payload = {NULL, 0, 0, 0};
     struct run r;
     struct sigaction ignore;
@@ -606,17 +694,31 @@ int main(int argc, char *argv[])
         return code;
     }
 
+    /* The child runs in "/" (run_once): our relative paths are made absolute first. PYTHON
+     * without a "/" is looked up on PATH. */
+    if (strchr(python, '/') != NULL)
+        relative[count++] = &python;
+    relative[count++] = &dir;
+    relative[count++] = &script;
+    relative[count++] = &config;
+    if ((code = make_absolute(relative, made, count)) != 0 ||
+        (child_envp = child_environment(script == NULL ? dir : "")) == NULL) {
+        if (code == 0) {
+            say("out of memory");
+            code = EX_OSERR;
+        }
+        for (k = 0; k < 4; k++)
+            free(made[k]);
+        buf_free(&payload);
+        return code;
+    }
+
     child_argv[n++] = (char *)python;
     if (script != NULL) {
         child_argv[n++] = (char *)script;
     } else {
         child_argv[n++] = "-m";
         child_argv[n++] = "iotinvoke";
-        if (*dir != '\0' && (child_envp = child_environment(dir)) == NULL) {
-            say("out of memory");
-            buf_free(&payload);
-            return EX_OSERR;
-        }
     }
     if (config != NULL) {
         child_argv[n++] = "--config";
@@ -709,5 +811,7 @@ int main(int argc, char *argv[])
     }
     buf_free(&payload);
     free_environment(child_envp);
+    for (k = 0; k < 4; k++)
+        free(made[k]);
     return code;
 }
