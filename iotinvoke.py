@@ -58,9 +58,14 @@ __all__ = [
 # typing is imported for mypy only: it costs start-up time that every C caller pays.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import configparser
+    import re
+    import ssl
     from typing import IO, Any, Callable, Mapping, Protocol, TypeVar
+    from xml.etree.ElementTree import Element
 
     import urllib3
+    from urllib3.connection import HTTPSConnection
 
     _T = TypeVar("_T")
 
@@ -70,6 +75,19 @@ if TYPE_CHECKING:
         status: int
         headers: Mapping[str, str]  # case-insensitive
         body: bytes
+
+    class _Sender(Protocol):
+        """What Client needs of a transport (tests give their own): _Transport's two methods."""
+
+        def send(self, hop: str, method: str, url: str, headers: Mapping[str, str], body: bytes | None, *,
+                 read_timeout: float, max_bytes: int, ca: str | None = None, ca_source: str = "",
+                 client_cert: tuple[str, str] | None = None) -> _Answer: ...
+
+        def probe_time(self, url: str, ca: str | None,
+                       client_cert: tuple[str, str] | None) -> tuple[float | None, str]: ...
+
+    _Json = dict[str, object]
+    _Certificate = dict[str, object]  # ssl.SSLSocket.getpeercert()
 
 # === Contract =====================================================================================
 
@@ -661,7 +679,7 @@ def _aws_reason(hop: str, status: int, code: str | None, message: str = "") -> s
 # _parse_value. Environment variables, where a row names them, win over the file (as boto3's do).
 _REQUIRED = "required"
 # key -> (scope, kind, default, environment variables, what it is)
-CONFIG_KEYS: dict[str, tuple[str, str, Any, str, str]] = {
+CONFIG_KEYS: dict[str, tuple[str, str, object, str, str]] = {
     "endpoint": ("iot", "iot-endpoint", _REQUIRED, "", "the credentials provider endpoint: aws iot describe-endpoint "
                  "--endpoint-type iot:CredentialProvider (a host, or https://host[:port])"),
     "role_alias": ("iot", "role-alias", _REQUIRED, "", "the role alias whose role hop 1 gives credentials of"),
@@ -714,7 +732,7 @@ class Environment:
     __slots__ = ("name", "function", "role_arn", "external_id", "region", "qualifier", "duration_seconds",
                  "sts_endpoint", "lambda_endpoint", "ca_bundle", "ca_bundle_source", "idempotent")
 
-    def __init__(self, **fields: Any) -> None:
+    def __init__(self, **fields: object) -> None:
         for name in self.__slots__:
             setattr(self, name, fields.get(name))
 
@@ -802,7 +820,7 @@ def load_config(path: str | None = None, environ: Mapping[str, str] = os.environ
     Pure: it reads files and ``environ``, and changes nothing."""
     path = find_config(path, environ)
     lines = _read_config_file(path)
-    parser: Any = _read_plain_ini(lines)
+    parser: _PlainIni | configparser.ConfigParser | None = _read_plain_ini(lines)
     if parser is None:
         import configparser
 
@@ -890,7 +908,7 @@ def _check_file(path: str, secret: bool, config_path: str, section: str, key: st
 
 
 def _setting(key: str, section: Mapping[str, str], name: str, folder: str, environ: Mapping[str, str],
-             path: str) -> Any:
+             path: str) -> object:
     """One key of CONFIG_KEYS from a section (or its environment variable), parsed and checked."""
     scope, kind, default, variables, _ = CONFIG_KEYS[key]
     source = next((v for v in variables.split() if environ.get(v)), "")
@@ -909,7 +927,7 @@ def _setting(key: str, section: Mapping[str, str], name: str, folder: str, envir
     return value
 
 
-def _parse_value(kind: str, text: str) -> Any:
+def _parse_value(kind: str, text: str) -> object:
     """text parsed as ``kind`` (a key of _KINDS), or None when it is not one."""
     pattern = _KINDS[kind][0]
     if kind in ("seconds", "attempts", "duration"):
@@ -953,13 +971,14 @@ def _environment(name: str, section: dict[str, str], config: Config, folder: str
         for key in ("external_id", "duration_seconds"):
             if fields[key] is not None:
                 raise ConfigError("%s needs role_arn (it is sent with AssumeRole)" % key, path, name, key)
-    arn_region = _compile(_KINDS["function"][0]).fullmatch(env.function).group("region")
+    match = _compile(_KINDS["function"][0]).fullmatch(env.function)
+    arn_region = match.group("region") if match else None
     env.region = env.region or arn_region or config.region or ""
     partition = _partition(env.region)
     if partition is None:
         raise ConfigError("cannot tell the region: give region, or the function as a full ARN", path, name, "region")
     for key in ("function", "role_arn"):
-        value = fields[key] or ""
+        value = str(fields[key] or "")
         if value.startswith("arn:") and value.split(":")[1] != partition[0]:
             raise ConfigError("the ARN's partition %r is not %s's (%s)" % (value.split(":")[1], env.region, partition[0]),
                               path, name, key)
@@ -1037,7 +1056,7 @@ def _host_port(url: str) -> tuple[str, int]:
     return host, int(port) if port else 443
 
 
-def _compile(pattern: str) -> Any:
+def _compile(pattern: str) -> re.Pattern[str]:
     import re
 
     return re.compile(pattern, re.ASCII)  # \d and \w: ASCII, as AWS's own patterns mean them
@@ -1224,7 +1243,7 @@ class _Clock:
             self._save(offset)
 
 
-def _clock_offset(entry: dict[str, Any] | None) -> float:
+def _clock_offset(entry: _Json | None) -> float:
     """The stored offset to AWS's clock; anything but a plausible number (NaN, 1e300) counts as none."""
     import math
 
@@ -1270,7 +1289,7 @@ class Credentials:
     def valid(self, now: float, margin: float = MIN_FALLBACK_VALIDITY_S) -> bool:
         return now < self.expiration - margin
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> _Json:
         """The AWS credential_process format (Version 1)."""
         return {"Version": 1, "AccessKeyId": self.access_key, "SecretAccessKey": self.secret_key,
                 "SessionToken": self.token, "Expiration": _iso8601(self.expiration)}
@@ -1343,7 +1362,7 @@ class _Cache:
     def _path(self, key: str) -> str:
         return os.path.join(self.folder or "", key)
 
-    def read_json(self, key: str) -> dict[str, Any] | None:
+    def read_json(self, key: str) -> _Json | None:
         import json
         import stat
 
@@ -1370,7 +1389,7 @@ class _Cache:
             return None
         return value if isinstance(value, dict) else None
 
-    def write_json(self, key: str, value: dict[str, Any]) -> None:
+    def write_json(self, key: str, value: _Json) -> None:
         import json
 
         if not self.folder:
@@ -1397,14 +1416,14 @@ class _Cache:
         entry = self.read_json(key)
         if entry is None:
             return None
-        try:
-            creds = Credentials(entry["AccessKeyId"], entry["SecretAccessKey"], entry["SessionToken"],
-                                float(entry["Expiration"]), float(entry["Issued"]))
-            if not all(isinstance(v, str) and v for v in (creds.access_key, creds.secret_key, creds.token)):
-                raise TypeError
-        except (KeyError, TypeError, ValueError):
+        texts = [entry.get(name) for name in ("AccessKeyId", "SecretAccessKey", "SessionToken")]
+        times = [entry.get(name) for name in ("Expiration", "Issued")]
+        if not all(isinstance(v, str) and v for v in texts) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in times):
             self._log("cache: ignoring %s: not a credentials entry" % key)
             return None
+        creds = Credentials(str(texts[0]), str(texts[1]), str(texts[2]), float(times[0]),  # type: ignore[arg-type]
+                            float(times[1]))  # type: ignore[arg-type]
         # The refresh point its writer drew; an entry without one (written by an earlier
         # version) or with one outside the policy's window refreshes at the fixed margin.
         refresh = entry.get("Refresh")
@@ -1602,9 +1621,9 @@ class _Transport:
         self._clock = clock
         self._pin_file = pin_file
         self._environ = environ
-        self._managers: dict[tuple[Any, ...], urllib3.PoolManager] = {}
-        self._ready: list[Any] = []  # connections that became ready during the current request
-        self._pool_class: Any = None
+        self._managers: dict[tuple[object, ...], urllib3.PoolManager] = {}
+        self._ready: list[HTTPSConnection] = []  # connections that became ready during the current request
+        self._pool_class: type[urllib3.HTTPSConnectionPool] | None = None
 
     def connected(self) -> bool:
         """Whether the current (or last) request's connection became ready: then it may have been sent."""
@@ -1677,7 +1696,7 @@ class _Transport:
         error line). Used when the board's clock is before the certificate's validity (no RTC)."""
         import urllib3
 
-        seen: list[dict[str, Any]] = []
+        seen: list[_Certificate] = []
         manager = self._manager(ca, client_cert, url, seen.append)
         try:
             probe = manager.request("HEAD", url.split("?")[0].rsplit("/", 1)[0] + "/", retries=False, redirect=False,
@@ -1697,11 +1716,11 @@ class _Transport:
             return None, window
         return server, window
 
-    def _check_leaf_dates(self, certificate: dict[str, Any]) -> None:
+    def _check_leaf_dates(self, certificate: _Certificate) -> None:
         _check_validity(certificate, self._clock.now())
 
     def _manager(self, ca: str | None, client_cert: tuple[str, str] | None, url: str,
-                 leaf_check: Callable[[Any], None] | None) -> urllib3.PoolManager:
+                 leaf_check: Callable[[_Certificate], None] | None) -> urllib3.PoolManager:
         proxy = _proxy_for(url, self._environ)
         host = _host_port(url)[0]
         # urllib3 1.26 wraps sockets without server_hostname for an IP address, so a context that
@@ -1717,21 +1736,21 @@ class _Transport:
             # urllib3 warns on stderr when the board's date is old; iotinvoke says it in its own line.
             warnings.filterwarnings("ignore", category=urllib3.exceptions.SystemTimeWarning)
             context = _ssl_context(ca, client_cert, ip_host, leaf_check, self._pin_file)
-            options = {"maxsize": 2, "ssl_context": context, "socket_options": _socket_options()}
             if proxy is None:
-                manager = urllib3.PoolManager(**options)
+                manager = urllib3.PoolManager(maxsize=2, ssl_context=context, socket_options=_socket_options())
             else:
                 # HTTPS through an HTTP proxy is a CONNECT tunnel: TLS, and so the device
                 # certificate, goes end to end; the proxy sees only the host name.
                 bare, auth = proxy
                 headers = urllib3.make_headers(proxy_basic_auth=auth) if auth is not None else None
                 self._log("proxy: %s through %s" % (host, bare))
-                manager = urllib3.ProxyManager(bare, proxy_headers=headers, **options)
+                manager = urllib3.ProxyManager(bare, proxy_headers=headers, maxsize=2, ssl_context=context,
+                                               socket_options=_socket_options())
             manager.pool_classes_by_scheme = dict(manager.pool_classes_by_scheme, https=self._pool())
             self._managers[key] = manager
         return manager
 
-    def _pool(self) -> Any:
+    def _pool(self) -> type[urllib3.HTTPSConnectionPool]:
         """An HTTPSConnectionPool whose connections report to self._ready (urllib3 1.26 and 2.x alike)."""
         if self._pool_class is None:
             from urllib3.connection import HTTPSConnection
@@ -1757,7 +1776,7 @@ class _Transport:
 
                 def _get_conn(self, timeout: float | None = None) -> Any:
                     connection = super()._get_conn(timeout)
-                    if getattr(connection, "sock", None) is not None:
+                    if getattr(connection, "sock", None) is not None and isinstance(connection, _Connection):
                         ready.append(connection)  # a kept-alive connection: sending starts at once
                     return connection
 
@@ -1775,12 +1794,12 @@ class _CertificateTime(Exception):
         self.expired = expired
 
 
-def _check_validity(certificate: dict[str, Any], when: float) -> None:
+def _check_validity(certificate: _Certificate, when: float) -> None:
     import ssl
 
     try:
-        not_before = float(ssl.cert_time_to_seconds(certificate["notBefore"]))
-        not_after = float(ssl.cert_time_to_seconds(certificate["notAfter"]))
+        not_before = float(ssl.cert_time_to_seconds(str(certificate["notBefore"])))
+        not_after = float(ssl.cert_time_to_seconds(str(certificate["notAfter"])))
     except (KeyError, TypeError, ValueError):
         raise _CertificateTime(when, 0.0, 0.0) from None
     if not not_before <= when <= not_after:
@@ -1799,7 +1818,7 @@ class _Truncated(Exception):
     """An answer shorter than its framing announced."""
 
 
-def _read_bounded(response: Any, max_bytes: int) -> bytes:
+def _read_bounded(response: urllib3.BaseHTTPResponse, max_bytes: int) -> bytes:
     # In chunks: one read(max_bytes + 1) makes Python 3.9's http.client allocate the full 6 MB.
     chunks = []
     size = 0
@@ -1812,7 +1831,7 @@ def _read_bounded(response: Any, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-def _abort(connection: Any) -> None:
+def _abort(connection: HTTPSConnection) -> None:
     """Shut a connection's socket from another thread: the blocked read returns at once."""
     import socket
 
@@ -1886,7 +1905,8 @@ def _default_trust() -> tuple[str, str]:
 
 
 def _ssl_context(ca: str | None, client_cert: tuple[str, str] | None, ip_host: str | None = None,
-                 leaf_check: Callable[[Any], None] | None = None, pin_file: str | None = None) -> Any:
+                 leaf_check: Callable[[_Certificate], None] | None = None,
+                 pin_file: str | None = None) -> ssl.SSLContext:
     """A TLS context that verifies the server's chain and name, TLS 1.2 or later, with the device
     certificate when given. ``leaf_check``: OpenSSL skips certificate dates (it would check them
     against the board's clock, which is known to be behind); the transport calls leaf_check with
@@ -1904,7 +1924,7 @@ def _ssl_context(ca: str | None, client_cert: tuple[str, str] | None, ip_host: s
 
         context_class = _BoundContext
     try:
-        context = context_class(ssl.PROTOCOL_TLS_CLIENT)  # verifies the chain and the host name
+        context: ssl.SSLContext = context_class(ssl.PROTOCOL_TLS_CLIENT)  # verifies the chain and the host name
         if ca is None:
             context.load_verify_locations(cadata=_default_trust()[0])
         else:
@@ -1915,7 +1935,7 @@ def _ssl_context(ca: str | None, client_cert: tuple[str, str] | None, ip_host: s
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if leaf_check is not None:
         context.verify_flags |= _X509_V_FLAG_NO_CHECK_TIME
-        context.iotinvoke_leaf_check = leaf_check
+        setattr(context, "iotinvoke_leaf_check", leaf_check)  # read by _Transport's connections
     if client_cert:
         cert, key = client_cert
         for what, path in (("certificate", cert), ("private key", key)):
@@ -2071,7 +2091,7 @@ def _apply_openssl_conf(conf: str, path: str) -> None:
         os.environ["OPENSSL_CONF"] = conf
 
 
-def _load_device_key(context: Any, cert: str, key: str, pin_file: str | None) -> None:
+def _load_device_key(context: ssl.SSLContext, cert: str, key: str, pin_file: str | None) -> None:
     """load_cert_chain with the PIN from pin_file; each failure becomes one IotInvokeError with its reason."""
     import ssl
 
@@ -2382,7 +2402,7 @@ def _check_credentials(creds: Credentials, hop: str) -> Credentials:
     return creds
 
 
-def _xml_root(body: bytes, hop: str, status: int) -> Any:
+def _xml_root(body: bytes, hop: str, status: int) -> Element:
     """Parse an XML answer of AWS's, which is UTF-8 without a DTD: anything else is refused before
     parsing (a UTF-16 body hides "<!DOCTYPE" from a byte search, and its entities would expand)."""
     try:
@@ -2402,13 +2422,14 @@ def _xml_root(body: bytes, hop: str, status: int) -> Any:
         raise IotInvokeError("the answer is not well-formed XML", "answer-garbled", hop, status) from None
 
 
-def _xml_text(root: Any, *path: str) -> str | None:
+def _xml_text(root: Element, *path: str) -> str | None:
     """Text of the first element at path of local names, ignoring namespaces."""
     node = root
     for name in path:
-        node = next((child for child in node if child.tag.rsplit("}", 1)[-1] == name), None)
-        if node is None:
+        found = next((child for child in node if child.tag.rsplit("}", 1)[-1] == name), None)
+        if found is None:
             return None
+        node = found
     return node.text or ""
 
 
@@ -2543,7 +2564,7 @@ def _fill(text: str, config: Config, env: Environment | None, **more: str) -> st
 # --- Small helpers --------------------------------------------------------------------------------
 
 
-def _parse_time(text: Any) -> float:
+def _parse_time(text: object) -> float:
     """ISO-8601 UTC as AWS writes it (2018-01-18T09:18:06Z, optional fraction): seconds since the epoch."""
     import calendar
 
@@ -2629,7 +2650,7 @@ class Client:
     def __init__(self, config: Config, *, use_cache: bool = True, log: Callable[[str], None] | None = None,
                  warn: Callable[[str], None] | None = None, clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-                 random: Callable[[], float] | None = None, transport: Any = None,
+                 random: Callable[[], float] | None = None, transport: _Sender | None = None,
                  environ: Mapping[str, str] = os.environ) -> None:
         if config.openssl_conf:
             _apply_openssl_conf(config.openssl_conf, config.path)  # before anything imports hashlib or ssl
@@ -2793,7 +2814,7 @@ class Client:
 
     # -- hop 2: STS AssumeRole
 
-    def _sts_call(self, env: Environment, body: bytes, creds: Credentials) -> Any:
+    def _sts_call(self, env: Environment, body: bytes, creds: Credentials) -> _Answer:
         """One signed STS Query API request; an error answer raises its decided error."""
         url = env.sts_endpoint + "/"
         headers = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8", "User-Agent": USER_AGENT}
@@ -3258,7 +3279,7 @@ def _stream(client: Client, name: str, stdin: IO[bytes], stdout: IO[bytes], log:
         line = stdin.readline(MAX_SYNC_PAYLOAD_BYTES + 2)
         if not line:
             return EX_OK
-        record: dict[str, Any] = {"exit": EX_OK, "status": None, "function_error": None, "payload": None,
+        record: dict[str, object] = {"exit": EX_OK, "status": None, "function_error": None, "payload": None,
                                   "error": None, "reason": None}
         try:
             if not line.endswith(b"\n") and len(line) > MAX_SYNC_PAYLOAD_BYTES:
@@ -3483,14 +3504,15 @@ def main(argv: list[str] | None = None) -> int:
                               warn=lambda message: _say(stderr, "iotinvoke: " + message + "\n")))
         return clients[-1]
 
-    def raise_signal(signum: int, _frame: Any) -> None:
+    def raise_signal(signum: int, _frame: object) -> None:
         raise _Signal(signum)
 
-    previous: dict[int, Any] = {}
+    installed: list[int] = []
     for number in (int(signal.SIGTERM), int(signal.SIGHUP)):
         try:
             if signal.getsignal(number) == signal.SIG_DFL:
-                previous[number] = signal.signal(number, raise_signal)
+                signal.signal(number, raise_signal)
+                installed.append(number)
         except ValueError:  # not the main thread: main() called by a program that handles signals itself
             pass
     try:
@@ -3517,8 +3539,8 @@ def main(argv: list[str] | None = None) -> int:
         _say(stderr, "iotinvoke: internal error: %s: %s [internal-error]\n" % (type(e).__name__, _short(str(e))))
         return EX_SOFTWARE
     finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
+        for number in installed:
+            signal.signal(number, signal.SIG_DFL)
 
 
 def _open_standard_fds() -> None:

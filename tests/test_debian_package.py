@@ -220,12 +220,7 @@ def test_invoke_as_the_iotinvoke_user(package: Package, aws: StandIn, board: Pat
     assert (aws.count("iot"), aws.count("sts"), aws.count("lambda")) == (1, 1, 2)
 
 
-@pytest.mark.parametrize("board", [
-    KEY_OWN,
-    pytest.param(KEY_GROUP_READABLE, marks=pytest.mark.xfail(strict=True, reason=(
-        "iotinvoke --doctor warns that a root:iotinvoke 0640 key (README's set-up) is readable by "
-        "other users, and its fix, chmod 600, would lock the iotinvoke user out of it"))),
-], indirect=True)
+@pytest.mark.parametrize("board", [KEY_OWN, KEY_GROUP_READABLE], indirect=True)
 def test_doctor_as_the_iotinvoke_user(package: Package, aws: StandIn, board: Path) -> None:
     for argv in (["/usr/bin/python3", "-m", "iotinvoke"], ["/usr/bin/iotinvoke"]):
         doctor = _as_user(*argv, "--config", board, "--doctor", "dev")
