@@ -37,7 +37,9 @@ __all__ = [
     "EXIT_CODES",
     "REASONS",
     "AWS_ERRORS",
+    "THROTTLE_REASONS",
     "CONFIG_KEYS",
+    "PARTITIONS",
     "IotInvokeError",
     "ConfigError",
     "Config",
@@ -631,7 +633,7 @@ _THROTTLE_CODES = ("Throttling", "ThrottlingException", "ThrottledException", "R
 _SKEW_CODES = ("InvalidSignatureException", "SignatureDoesNotMatch", "AuthFailure")
 _ALWAYS_SKEW_CODES = ("RequestTimeTooSkewed", "RequestExpired")
 _SKEW_MARKERS = ("Signature expired", "Signature not yet current", "too skewed", "RequestExpired")
-_THROTTLE_REASONS = {  # TooManyRequestsException's Reason -> reason
+THROTTLE_REASONS = {  # TooManyRequestsException's Reason -> reason
     "ConcurrentInvocationLimitExceeded": "account-concurrency-limit",
     "FunctionInvocationRateLimitExceeded": "function-rate-limit",
     "ReservedFunctionConcurrentInvocationLimitExceeded": "reserved-concurrency-limit",
@@ -718,7 +720,7 @@ _SCOPES = {"iot": ("iot", "global"), "DEFAULT": ("global", "per-env"), "env": ("
 # The partitions iotinvoke knows: (name, DNS suffix, region pattern), as botocore's partition data
 # has them (botocore/data/partitions.json; tests/test_config.py checks them against the installed
 # botocore). The isolated partitions (aws-iso*) have no IoT credentials provider: unsupported.
-_PARTITIONS = (
+PARTITIONS = (
     ("aws", "amazonaws.com", r"(us|eu|ap|sa|ca|me|af|il|mx)-\w+-\d+"),
     ("aws-cn", "amazonaws.com.cn", r"cn-\w+-\d+"),
     ("aws-us-gov", "amazonaws.com", r"us-gov-\w+-\d+"),
@@ -941,7 +943,7 @@ def _parse_value(kind: str, text: str) -> object:
     return text if _compile(pattern).fullmatch(text) else None
 
 
-_REGION = r"(%s)" % "|".join(pattern for _, _, pattern in _PARTITIONS)
+_REGION = r"(%s)" % "|".join(pattern for _, _, pattern in PARTITIONS)
 # kind -> (pattern, what is expected, for the error line)
 _KINDS = {
     "role-alias": (r"[\w=,@-]{1,128}", "1-128 characters of [A-Za-z0-9_=,@-]"),
@@ -1011,7 +1013,7 @@ def _check_keys(section: Mapping[str, str], name: str, defaults: Mapping[str, st
 
 def _partition(region: str) -> tuple[str, str] | None:
     """(partition, DNS suffix) of a region, or None."""
-    for name, suffix, pattern in _PARTITIONS:
+    for name, suffix, pattern in PARTITIONS:
         if _compile(pattern).fullmatch(region):
             return name, suffix
     return None
@@ -1019,7 +1021,7 @@ def _partition(region: str) -> tuple[str, str] | None:
 
 def _endpoint_region(host: str) -> str | None:
     """The region of an AWS host name (the label before its partition's DNS suffix), or None."""
-    for _, suffix, pattern in sorted(_PARTITIONS, key=lambda p: -len(p[1])):
+    for _, suffix, pattern in sorted(PARTITIONS, key=lambda p: -len(p[1])):
         if host.endswith("." + suffix):
             region = host[: -len(suffix) - 1].rsplit(".", 1)[-1]
             return region if _compile(pattern).fullmatch(region) else None
@@ -2526,8 +2528,8 @@ def _aws_error(response: _Answer, hop: str, env: Environment | None, config: Con
     """The error for an AWS error answer of any hop: its reason decided by AWS_ERRORS (see there)."""
     code, message, request_id, throttle = _aws_error_fields(response, hop)
     reason = _aws_reason(hop, response.status, code, message)
-    if reason == "throttled" and throttle in _THROTTLE_REASONS:
-        reason = _THROTTLE_REASONS[throttle]
+    if reason == "throttled" and throttle in THROTTLE_REASONS:
+        reason = THROTTLE_REASONS[throttle]
     if reason == "invoke-denied" and "cross-account log" in message.lower():
         reason = "cross-account-log"
     retry_after = _retry_after(response, now)

@@ -62,19 +62,6 @@ def test_run_folder_of_another_user_is_skipped(tmp_path: Path, run_folder: Path)
     assert location({"HOME": str(tmp_path / "home")})[0] == str(tmp_path / "home" / ".cache" / "iotinvoke")
 
 
-def test_say_once_per_boot_and_again_after_a_repair(tmp_path: Path) -> None:
-    markers = tmp_path / "xdg"
-    markers.mkdir(mode=0o700)
-    environ = {"XDG_RUNTIME_DIR": str(markers)}
-    assert ii._say_once("k", environ) is True
-    assert ii._say_once("k", environ) is False
-    assert ii._say_once("other", environ) is True
-    ii._forget_said("k", environ)
-    assert ii._say_once("k", environ) is True
-    ii._forget_said("k", environ)
-    ii._forget_said("other", environ)
-
-
 def test_cache_object_warns_once_logs_always(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
     loose = tmp_path / "loose"

@@ -143,10 +143,30 @@ def test_sts_rows_follow_the_modelled_status(code: str) -> None:
         assert (exit_code, resend) == (69, False), "the configuration or an account setting must change"
 
 
+def decided(tmp_path: Path, hop: str, status: int, code: str | None, message: str = "") -> iotinvoke.IotInvokeError:
+    """What the Client makes of one error answer at ``hop`` (answered the same at every attempt)."""
+    import json
+
+    from fakes import Answer, FakeTransport, make_client, make_config
+
+    headers = {"x_amzn_ErrorType": code} if code else {}
+    answer = Answer(status, json.dumps({"message": message}).encode() if message else b"", **headers)
+    source = iotinvoke.Credentials("ASIAX", "secret", "token", 2e9, 1e9)
+    client = make_client(make_config(tmp_path), FakeTransport(**{hop: [answer] * iotinvoke.MAX_ATTEMPTS}))
+    with pytest.raises(iotinvoke.IotInvokeError) as info:
+        if hop == "iot":
+            client.fetch_iot_credentials()
+        elif hop == "sts":
+            client.assume_role("dev", source)
+        else:
+            client.invoke("dev", b"{}", credentials=source)
+    return info.value
+
+
 @pytest.mark.in_process
-def test_unknown_lambda_errors_are_decided_by_status() -> None:
+def test_unknown_errors_are_decided_by_status(tmp_path: Path) -> None:
     def status(hop: str, code: int, error: str | None, message: str = "") -> int:
-        return iotinvoke.REASONS[iotinvoke._aws_reason(hop, code, error, message)][0]
+        return decided(tmp_path, hop, code, error, message).exit_code
 
     assert status("lambda", 503, "SomeFutureException") == 74
     assert status("lambda", 500, None) == 74
@@ -158,7 +178,7 @@ def test_unknown_lambda_errors_are_decided_by_status() -> None:
     assert status("iot", 400, None, "Rate exceeded") == 75
     assert status("sts", 400, "Throttling") == 75
     # RequestExpired is clock skew by itself (the Java v2 and JS v3 SDKs' clock-skew codes).
-    assert iotinvoke._aws_reason("lambda", 403, "RequestExpired", "") == "clock-skew"
+    assert decided(tmp_path, "lambda", 403, "RequestExpired").reason == "clock-skew"
     assert status("lambda", 408, "RequestTimeoutException") == 75
 
 
@@ -166,23 +186,17 @@ def test_unknown_lambda_errors_are_decided_by_status() -> None:
 def test_every_modelled_throttle_reason_has_a_slug() -> None:
     model = Loader().load_service_model("lambda", "service-2")
     reasons = model["shapes"]["ThrottleReason"]["enum"]
-    assert set(reasons) <= set(iotinvoke._THROTTLE_REASONS), set(reasons) - set(iotinvoke._THROTTLE_REASONS)
-    assert all(SLUG.fullmatch(slug) for slug in iotinvoke._THROTTLE_REASONS.values())
+    assert set(reasons) <= set(iotinvoke.THROTTLE_REASONS), set(reasons) - set(iotinvoke.THROTTLE_REASONS)
+    assert all(SLUG.fullmatch(slug) for slug in iotinvoke.THROTTLE_REASONS.values())
 
 
 @pytest.mark.in_process
 @pytest.mark.parametrize("status, message, exit_code", IOT_ANSWERS, ids=[m[:24] for _, m, _ in IOT_ANSWERS])
-def test_iot_documented_answers_map_to_rows(status: int, message: str, exit_code: int) -> None:
-    from urllib3.response import HTTPHeaderDict  # on urllib3 1.26 and 2.x
-
-    class Answer:
-        headers = HTTPHeaderDict({"Content-Type": "application/json"})
-        body = ('{"message":"%s"}' % message).encode()
-
-    Answer.status = status  # type: ignore[attr-defined]
-    code = iotinvoke._aws_error_fields(Answer(), "iot")[0]  # type: ignore[arg-type]
+def test_iot_documented_answers_map_to_rows(tmp_path: Path, status: int, message: str, exit_code: int) -> None:
+    error = decided(tmp_path, "iot", status, None, message)
+    code = error.code
     assert ("iot", code) in TABLE, f"{status} {message!r} gives code {code!r}, which has no row"
-    assert TABLE[("iot", code)][0] == exit_code and not TABLE[("iot", code)][2]
+    assert TABLE[("iot", code)][0] == exit_code == error.exit_code and not TABLE[("iot", code)][2]
 
 
 # --- through the CLI: one run per modelled Lambda Invoke error ----------------------------------------
@@ -221,7 +235,7 @@ def bracket(result: Run) -> list[str]:
 
 def expected_reason(code: str, params: dict[str, Any]) -> str:
     reason = TABLE[("lambda", code)][1]
-    return iotinvoke._THROTTLE_REASONS.get(params.get("reason") or "", reason)
+    return iotinvoke.THROTTLE_REASONS.get(params.get("reason") or "", reason)
 
 
 @pytest.mark.parametrize("code", sorted(LAMBDA), ids=sorted(LAMBDA))

@@ -65,7 +65,7 @@ def test_every_reason_the_module_names_is_a_row() -> None:
                            source, re.S))
     named |= set(re.findall(r'reason="([a-z0-9-]+)"', source)) | set(re.findall(r'_key_error\(\s*"([a-z0-9-]+)"',
                                                                                    source))
-    named |= set(ii.AWS_ERRORS.values()) | set(ii._THROTTLE_REASONS.values())
+    named |= set(ii.AWS_ERRORS.values()) | set(ii.THROTTLE_REASONS.values())
     assert named - set(ii.REASONS) == set(), "reasons without a row in REASONS"
     assert len(named) > 60  # the scan found the module's reasons at all
 
@@ -87,8 +87,9 @@ def test_an_error_takes_its_status_from_the_table() -> None:
         assert error.exit_code == exit_code and str(error).endswith("[%s]" % reason)
 
 
-def test_help_lists_every_exit_status() -> None:
-    help_text = " ".join(ii._usage().split())
+def test_help_lists_every_exit_status(capfdbinary: pytest.CaptureFixture[bytes]) -> None:
+    assert ii.main(["--help"]) == 0
+    help_text = " ".join(capfdbinary.readouterr().out.decode().split())
     for code, (words, _) in ii.EXIT_CODES.items():
         assert re.search(r"\b%d %s" % (code, re.escape(words)), help_text.split("exit status:")[1]), code
 
