@@ -565,3 +565,19 @@ def test_one_gigabyte_on_stdin_is_65_quickly_with_little_memory(aws: StandIn, co
     assert int(rss.read_text()) < 100 * 1024, "stdin read without a bound"
     assert elapsed < 10
     assert aws.count("iot") == 0
+
+
+def test_dripping_invoke_answer_ends_within_read_timeout(aws: StandIn, certs: dict[str, tuple[Path, Path]],
+                                                        tmp_path: Path) -> None:
+    """Issue 16: --read-timeout 2 and an answer dripping 8 bytes/s ran 16 s (each read got bytes in
+    time): read_timeout now bounds the whole answer. The invoke went out, so 74, run once."""
+    warm(aws, tmp_path)
+    before = len(aws.invocations)
+    with front(aws, "lambda", certs["ip"], mode="drip", drip_rate=8) as mitm:
+        started = time.monotonic()
+        result = run("--read-timeout", "2", "dev", "{}", config=fronted(aws, "lambda", mitm.url()), cache=tmp_path)
+        elapsed = time.monotonic() - started
+    assert result.code == 74 and tags(result)[0] == "answer-timeout", result.stderr
+    assert "the function may have run" in result.stderr
+    assert len(aws.invocations) - before == 1 and mitm.requests == 1
+    assert elapsed < CONNECT_TIMEOUT + 2 + 5, elapsed  # the drip of a ~100-byte answer would take ~13 s
