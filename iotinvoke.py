@@ -943,14 +943,13 @@ def _parse_value(kind: str, text: str) -> object:
     return text if _compile(pattern).fullmatch(text) else None
 
 
-_REGION = r"(%s)" % "|".join(pattern for _, _, pattern in PARTITIONS)
 # kind -> (pattern, what is expected, for the error line)
 _KINDS = {
     "role-alias": (r"[\w=,@-]{1,128}", "1-128 characters of [A-Za-z0-9_=,@-]"),
     "thing-name": (r"[a-zA-Z0-9:_-]{1,128}", "1-128 characters of [A-Za-z0-9:_-]"),
     "role-arn": (r"arn:aws[\w-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}", "an IAM role ARN, arn:aws:iam::ACCOUNT:role/NAME"),
     "external-id": (r"[\w+=,.@:/-]{2,1224}", "2-1224 characters of [A-Za-z0-9+=,.@:/_-]"),
-    "region": (_REGION, "a region of the partitions aws, aws-cn, aws-us-gov or aws-eusc, such as ap-northeast-1"),
+    "region": (r"[a-z]{2,4}(-[a-z]+)+-\d{1,2}", "a region name such as ap-northeast-1"),
     "qualifier": (r"\$LATEST|[a-zA-Z0-9_-]{1,128}", "a version number, alias or $LATEST"),
     "function": (r"(arn:aws[\w-]*:lambda:(?P<region>[a-z0-9-]+):\d{12}:function:|\d{12}:function:)?"
                  r"[a-zA-Z0-9_-]{1,64}(:(\$LATEST|[a-zA-Z0-9_-]{1,128}))?",
@@ -978,7 +977,9 @@ def _environment(name: str, section: dict[str, str], config: Config, folder: str
     env.region = env.region or arn_region or config.region or ""
     partition = _partition(env.region)
     if partition is None:
-        raise ConfigError("cannot tell the region: give region, or the function as a full ARN", path, name, "region")
+        raise ConfigError("cannot tell the region: give region, or the function as a full ARN" if not env.region else
+                          "%r is not a region of the partitions iotinvoke supports (%s)" % (
+                              env.region, ", ".join(p[0] for p in PARTITIONS)), path, name, "region")
     for key in ("function", "role_arn"):
         value = str(fields[key] or "")
         if value.startswith("arn:") and value.split(":")[1] != partition[0]:
