@@ -824,7 +824,7 @@ def test_a_key_is_never_replaced(world: World) -> None:
     result = device(world)
     check_board(world, result)
     assert (board / "private.pem.key").read_bytes() == pem
-    assert f"unchanged private key board/private.pem.key (no certificate for it yet: one is requested for it)" in (
+    assert "unchanged private key board/private.pem.key (no certificate for it yet: one is requested for it)" in (
         result.stdout.splitlines())
     # A certificate without its key: refused, no new key.
     (board / "private.pem.key").rename(world.folder / "kept.key")
