@@ -906,3 +906,13 @@ def test_help_names_the_built_in_roots_and_the_costs() -> None:
                  "https://docs.aws.amazon.com/IAM/latest/UserGuide/introduction.html",
                  "no charge is listed for them, but no page says \"free\" either (unconfirmed)"):
         assert fact in text, fact
+
+
+def test_without_openssl_exit_69_and_no_key(world: World) -> None:
+    (world.folder / "empty-path").mkdir()
+    world.env["PATH"] = str(world.folder / "empty-path")  # no openssl command to find
+    result = device(world)
+    assert (result.returncode, result.stderr) == (69, "provision: needs the openssl command to make the key here "
+                                                      "(apt install openssl), or --aws-key\n")
+    assert not (world.folder / "board" / "private.pem.key").exists()
+    assert len(device_state(world)["certificates"]) == 1  # the fixture's only
