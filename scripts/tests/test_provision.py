@@ -38,12 +38,21 @@ moto gaps met here (asserted around, each where it matters):
 - ``iot describe-endpoint`` invents a new random endpoint at every call; AWS's is fixed per
   account and region. A second run therefore rewrites iotinvoke.ini with a new endpoint; that
   one line is ignored when comparing runs.
+- ``iot create-certificate-from-csr`` (moto 5.2.1, moto/iot/models.py create_certificate_from_csr)
+  returns a certificate for a key of its own, not the CSR's: a certificate nobody holds the key
+  of. AWS IoT signs the CSR's public key. The module fixture makes moto do that
+  (_sign_the_csrs_key); test_a_certificate_for_another_key_is_refused runs moto's own, to show
+  that provision notices.
+- moto checks nothing of a CSR's key (AWS: RSA >= 2048 bits or NIST P-256/384/521) and computes
+  certificate ids from the PEM text, not the DER as AWS does (provision only reads them back).
 """
 from __future__ import annotations
 
+import datetime
 import io
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -60,7 +69,11 @@ import urllib3
 # run in another environment deselects this module, and must still be able to import the rest.
 pytest.importorskip("moto", reason="moto is installed with current releases only (tests/requirements.txt)")
 import boto3
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from moto.iam.access_control import IAMRequestBase
+from moto.iot.models import IoTBackend
 from moto.server import ThreadedMotoServer
 
 import iotinvoke
@@ -92,7 +105,11 @@ PROVISIONER = {
     "iot": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Resource": "*", "Action": [
         "sts:GetCallerIdentity", *_IAM_WRITE, "iam:PassRole", "iot:DescribeRoleAlias", "iot:CreateRoleAlias",
         "iot:UpdateRoleAlias", "iot:GetPolicy", "iot:CreatePolicy", "iot:CreatePolicyVersion", "iot:ListPolicyVersions",
-        "iot:DeletePolicyVersion", "iot:ListAttachedPolicies", "iot:AttachPolicy", "iot:DescribeEndpoint"]}]},
+        "iot:DeletePolicyVersion", "iot:ListAttachedPolicies", "iot:AttachPolicy", "iot:DescribeEndpoint",
+        # --board-dir
+        "iot:DescribeThing", "iot:CreateThing", "iot:ListThingPrincipals", "iot:AttachThingPrincipal",
+        "iot:DescribeCertificate", "iot:CreateCertificateFromCsr", "iot:CreateKeysAndCertificate",
+        "iot:UpdateCertificate"]}]},
     "lambda": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Resource": "*", "Action": [
         "sts:GetCallerIdentity", *_IAM_WRITE, "iam:ListRoles", "lambda:GetFunctionConfiguration", "lambda:GetPolicy",
         "lambda:AddPermission", "lambda:RemovePermission"]}]},
@@ -133,10 +150,29 @@ def _check_signatures_as_aws(original: Any) -> Any:
     return create_aws_request
 
 
+_MOTO_CREATE_CERTIFICATE_FROM_CSR = IoTBackend.create_certificate_from_csr
+_CA_KEY = ec.generate_private_key(ec.SECP256R1())
+
+
+def _sign_the_csrs_key(self: Any, csr: str, set_as_active: bool) -> Any:
+    """CreateCertificateFromCsr as AWS IoT does it: a certificate for the CSR's own public key."""
+    request = x509.load_pem_x509_csr(csr.encode())
+    assert request.is_signature_valid
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (x509.CertificateBuilder().subject_name(request.subject)
+                   .issuer_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "test CA standing in for AWS IoT")]))
+                   .public_key(request.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=365))
+                   .sign(_CA_KEY, hashes.SHA256()))
+    pem = certificate.public_bytes(serialization.Encoding.PEM).decode()
+    return self.register_certificate(pem, ca_certificate_pem=None, set_as_active=set_as_active, status="INACTIVE")
+
+
 @pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:
     patch = pytest.MonkeyPatch()
     patch.setattr(IAMRequestBase, "_create_aws_request", _check_signatures_as_aws(IAMRequestBase._create_aws_request))
+    patch.setattr(IoTBackend, "create_certificate_from_csr", _sign_the_csrs_key)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=_free_port(), verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -465,6 +501,17 @@ def test_dry_run_after_a_run_reports_nothing_to_do(world: World) -> None:
     (["--env", f"dev={DEV_FN}", "--thing-policy-variable"], "needs --thing-name"),
     (["--env", f"dev={DEV_FN}", "--env", f"dev={STG_FN}"], "given twice"),
     (["--env", f"dev={DEV_FN}", "--out", "no/such/folder/iotinvoke.ini"], "in an existing folder"),
+    (["--env", f"dev={DEV_FN}", "--aws-key"], "--aws-key needs --board-dir DIR"),
+    (["--env", f"dev={DEV_FN}", "--key-type", "rsa-2048"], "--key-type needs --board-dir DIR"),
+    (["--env", f"dev={DEV_FN}", "--board-dir", "b"], "--board-dir needs --thing-name"),
+    (["--env", f"dev={DEV_FN}", "--board-dir", "b", "--thing-name", "t", "--out", "x.ini"], "--out and --board-dir"),
+    (["--env", f"dev={DEV_FN}", "--board-dir", "b", "--thing-name", "t", "--certificate-arn", "arn:aws:iot:"
+      f"{REGION}:{IOT_ACCOUNT}:cert/{'0' * 64}"], "leave out --certificate-arn"),
+    (["--env", f"dev={DEV_FN}", "--board-dir", "b", "--thing-name", "t", "--cert", "/etc/iotinvoke/c.crt"],
+     "a file name in /etc/iotinvoke"),
+    (["--env", f"dev={DEV_FN}", "--board-dir", "b", "--thing-name", "t", "--aws-key", "--key-type", "ec-p256"],
+     "with --aws-key AWS IoT makes it"),
+    (["--env", f"dev={DEV_FN}", "--board-dir", "no/such/b", "--thing-name", "t"], "in an existing folder"),
 ])
 def test_bad_command_lines_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
     result = subprocess.run([sys.executable, str(PROVISION), *args], cwd=tmp_path, capture_output=True, text=True,
@@ -472,6 +519,7 @@ def test_bad_command_lines_exit_2(tmp_path: Path, args: list[str], message: str)
     assert result.returncode == 2
     assert message in result.stderr.splitlines()[-1]
     assert not (tmp_path / "iotinvoke.ini").exists()
+    assert not (tmp_path / "b").exists()
 
 
 def test_missing_function_is_one_line_exit_1(world: World) -> None:
@@ -587,3 +635,284 @@ def test_without_boto3_says_how_to_install_it_exit_69(tmp_path: Path) -> None:
     # --help needs no boto3.
     assert subprocess.run([sys.executable, str(PROVISION), "--help"], env=env, capture_output=True, text=True,
                           timeout=60).returncode == 0
+
+
+# --- The device side: --board-dir ------------------------------------------------------------------
+
+THING = "edge-0001"
+BOARD_FILES = {"iotinvoke.ini": 0o644, "cert.pem.crt": 0o644, "private.pem.key": 0o600, "INSTALL.txt": 0o644,
+               "certificate.arn": 0o644}
+
+
+def device(world: World, *extra: str) -> subprocess.CompletedProcess[str]:
+    return world.provision(*admin("--thing-name", THING, "--board-dir", "board", *extra))
+
+
+def device_state(world: World) -> dict[str, Any]:
+    """The IoT account's devices, read back with the admin's keys."""
+    iot = world.client("iot-admin", "iot")
+    certificates = {}
+    for certificate in iot.list_certificates()["certificates"]:
+        description = iot.describe_certificate(certificateId=certificate["certificateId"])["certificateDescription"]
+        policies = [p["policyName"] for p in iot.list_attached_policies(target=certificate["certificateArn"])["policies"]]
+        certificates[certificate["certificateArn"]] = (description["status"], description["certificatePem"], policies)
+    things = {t["thingName"]: sorted(iot.list_thing_principals(thingName=t["thingName"])["principals"])
+              for t in iot.list_things()["things"]}
+    return {"certificates": certificates, "things": things}
+
+
+def public_key(pem: bytes) -> bytes:
+    key = (x509.load_pem_x509_certificate(pem).public_key() if b"CERTIFICATE" in pem
+           else serialization.load_pem_private_key(pem, None).public_key())
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def board_config(board: Path) -> iotinvoke.Config:
+    """iotinvoke's load_config on the board's iotinvoke.ini, its /etc/iotinvoke/ paths pointed at the folder
+    (the files keep their modes: the owner and mode rules apply as on the board)."""
+    text = (board / "iotinvoke.ini").read_text()
+    assert text.count(" = /etc/iotinvoke/") == 2  # cert and key
+    placed = board.parent / "placed.ini"
+    placed.write_text(text.replace(" = /etc/iotinvoke/", f" = {board}/"))
+    placed.chmod(0o644)
+    return iotinvoke.load_config(str(placed), environ={})
+
+
+def check_board(world: World, result: subprocess.CompletedProcess[str]) -> tuple[str, dict[str, Any]]:
+    """What every --board-dir run must leave: the files and modes, a certificate of the key, active, attached
+    to the thing and to the policy, a configuration iotinvoke loads. Returns the certificate ARN and the state."""
+    assert result.returncode == 0, result.stderr
+    board = world.folder / "board"
+    assert board.stat().st_mode & 0o777 == 0o700
+    # (iotinvoke.ini.bak: moto's endpoint changes at every run, see the module docstring)
+    assert {p.name: p.stat().st_mode & 0o777 for p in board.iterdir() if p.name != "iotinvoke.ini.bak"} == BOARD_FILES
+    key, cert = (board / "private.pem.key").read_bytes(), (board / "cert.pem.crt").read_bytes()
+    assert public_key(key) == public_key(cert)
+    key_body = "".join(key.decode().splitlines()[1:-1])
+    assert key_body[:40] not in result.stdout + result.stderr  # the key is never shown
+    arn = (board / "certificate.arn").read_text().strip()
+    state = device_state(world)
+    status, pem, policies = state["certificates"][arn]
+    assert (status, policies) == ("ACTIVE", ["iotinvoke"])
+    assert pem.strip() == cert.decode().strip()
+    assert state["things"][THING] == [arn]
+
+    ini = (board / "iotinvoke.ini").read_text().splitlines()
+    assert "cert = /etc/iotinvoke/cert.pem.crt" in ini and "key = /etc/iotinvoke/private.pem.key" in ini
+    assert f"thing_name = {THING}" in ini
+    config = board_config(board)  # raises ConfigError on anything it refuses
+    assert (config.cert, config.key, config.thing_name, config.role_alias, config.ca) == (
+        str(board / "cert.pem.crt"), str(board / "private.pem.key"), THING, "iotinvoke", None)
+    assert ".credentials.iot.ap-northeast-1.amazonaws.com" in config.iot_endpoint
+    assert sorted(config.environments) == ["dev", "prd", "stg"]
+
+    install = (board / "INSTALL.txt").read_text().splitlines()
+    for command in (
+        "    ssh BOARD 'umask 077 && mkdir -p iotinvoke-install'",
+        "    scp iotinvoke.ini cert.pem.crt private.pem.key BOARD:iotinvoke-install/",
+        "    sudo install -o root -g iotinvoke -m 0644 iotinvoke.ini cert.pem.crt /etc/iotinvoke/",
+        "    sudo install -o root -g iotinvoke -m 0640 private.pem.key /etc/iotinvoke/",
+        "    sudo -u iotinvoke iotinvoke --doctor dev",
+        "    sudo -u iotinvoke iotinvoke --doctor stg",
+        "    sudo -u iotinvoke iotinvoke --doctor prd",
+    ):
+        assert command in install, command
+    assert f"Written by scripts/provision. Thing {THING}, certificate {arn}," in install
+    return arn, state
+
+
+def test_board_dir_makes_the_device_with_a_key_made_here(world: World) -> None:
+    result = device(world)
+    arn, state = check_board(world, result)
+    board = world.folder / "board"
+    key = serialization.load_pem_private_key((board / "private.pem.key").read_bytes(), None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp256r1"
+    lines = result.stdout.splitlines()
+    for line in (
+        f"created iot thing {THING}",
+        "created folder board (0700)",
+        "created private key board/private.pem.key (EC P-256, made here by openssl; it never leaves this machine), 0600",
+        "created certificate board/cert.pem.crt for it (iot CreateCertificateFromCsr, active)",
+        f"attached certificate {arn} to iot thing {THING}",
+        f"attached iot policy iotinvoke on certificate {arn}",
+        "wrote board/iotinvoke.ini",
+        "wrote board/INSTALL.txt",
+        # DescribeThing, CreateThing, AttachThingPrincipal (no ListThingPrincipals: the thing was new)
+        "cost: 3 AWS IoT registry operations (metered, see --help); the other calls: no charge listed",
+    ):
+        assert line in lines, line
+    assert result.stderr == ""
+    # Only the certificate made here and the fixture's: nothing else created.
+    assert len(state["certificates"]) == 2
+
+    # Again: the same thing, key and certificate; nothing new in AWS, no key replaced.
+    files = {p.name: p.read_bytes() for p in board.iterdir() if p.name not in ("iotinvoke.ini", "iotinvoke.ini.bak")}
+    again = device(world)
+    assert check_board(world, again) == (arn, state)
+    assert {p.name: p.read_bytes() for p in board.iterdir() if p.name in files} == files
+    lines = again.stdout.splitlines()
+    for line in (
+        f"unchanged iot thing {THING}",
+        f"unchanged certificate {arn} (board/cert.pem.crt, key board/private.pem.key), ACTIVE",
+        f"unchanged certificate {arn} to iot thing {THING}",
+        f"unchanged iot policy iotinvoke on certificate {arn}",
+        "unchanged board/INSTALL.txt",
+        "cost: 2 AWS IoT registry operations (metered, see --help); the other calls: no charge listed",
+    ):
+        assert line in lines, line
+    assert not [line for line in lines if line.startswith(("created", "attached", "updated"))], again.stdout
+
+
+def test_board_dir_with_aws_key(world: World) -> None:
+    result = device(world, "--aws-key")
+    arn, state = check_board(world, result)
+    key = serialization.load_pem_private_key((world.folder / "board" / "private.pem.key").read_bytes(), None)
+    assert isinstance(key, rsa.RSAPrivateKey)  # AWS IoT's (and moto's) is RSA 2048
+    assert ("created certificate and private key, made by AWS IoT (CreateKeysAndCertificate, active; the only time "
+            "AWS returns the key): board/cert.pem.crt, board/private.pem.key (0600)") in result.stdout.splitlines()
+    assert "private key made by AWS IoT (CreateKeysAndCertificate)." in (world.folder / "board" / "INSTALL.txt").read_text()
+    # A second run with --aws-key reuses the key and certificate: AWS makes no other.
+    again = device(world, "--aws-key")
+    assert check_board(world, again) == (arn, state)
+
+
+def test_board_dir_dry_run_changes_nothing(world: World) -> None:
+    before = device_state(world)
+    result = world.provision("--iot-profile", "iot-reader", "--lambda-profile", "lambda-reader", *ENVIRONMENTS,
+                             "--thing-name", THING, "--board-dir", "board", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert device_state(world) == before
+    assert not (world.folder / "board").exists()
+    lines = result.stdout.splitlines()
+    for line in (
+        f"would create iot thing {THING}",
+        "would create folder board (0700)",
+        "would create private key board/private.pem.key (EC P-256, made here by openssl; it never leaves this machine), 0600",
+        "would create certificate board/cert.pem.crt for it (iot CreateCertificateFromCsr, active)",
+        f"would attach certificate (the new one) to iot thing {THING}",
+        "would attach iot policy iotinvoke on certificate (the new one)",
+        "would write board/iotinvoke.ini:",
+        "cert = /etc/iotinvoke/cert.pem.crt",
+        "would write board/INSTALL.txt:",
+        "    sudo install -o root -g iotinvoke -m 0640 private.pem.key /etc/iotinvoke/",
+    ):
+        assert line in lines, line
+    # After a run, a dry run finds the device as it is.
+    assert device(world).returncode == 0
+    after = world.provision("--iot-profile", "iot-reader", "--lambda-profile", "lambda-reader", *ENVIRONMENTS,
+                            "--thing-name", THING, "--board-dir", "board", "--dry-run")
+    assert after.returncode == 0, after.stderr
+    assert [line for line in after.stdout.splitlines() if line.startswith("would ")] == [
+        "would write board/iotinvoke.ini:", "would write board/INSTALL.txt:"]
+
+
+def test_a_key_is_never_replaced(world: World) -> None:
+    board = world.folder / "board"
+    board.mkdir(mode=0o700)
+    key = ec.generate_private_key(ec.SECP384R1())
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    (board / "private.pem.key").write_bytes(pem)
+    (board / "private.pem.key").chmod(0o600)
+    # A key without its certificate: --aws-key would make another key. Refused, nothing made.
+    refused = device(world, "--aws-key")
+    assert refused.returncode == 1
+    assert refused.stderr == ("provision: board/private.pem.key is there without a certificate: --aws-key would make "
+                              "AWS IoT create another key; run without --aws-key to get a certificate for this key, or "
+                              "move it away\n")
+    assert len(device_state(world)["certificates"]) == 1  # the fixture's only
+    # Without --aws-key it gets a certificate for that very key.
+    result = device(world)
+    check_board(world, result)
+    assert (board / "private.pem.key").read_bytes() == pem
+    assert "unchanged private key board/private.pem.key (no certificate for it yet: one is requested for it)" in (
+        result.stdout.splitlines())
+    # A certificate without its key: refused, no new key.
+    (board / "private.pem.key").rename(world.folder / "kept.key")
+    lost = device(world)
+    assert lost.returncode == 1
+    assert lost.stderr.startswith("provision: board/cert.pem.crt is there but not its key board/private.pem.key: "
+                                  "provision never makes a new key")
+    assert not (board / "private.pem.key").exists()
+    # Another key next to the certificate: refused.
+    other = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    (board / "private.pem.key").write_bytes(other)
+    (board / "private.pem.key").chmod(0o600)
+    mismatch = device(world)
+    assert (mismatch.returncode, mismatch.stderr) == (1, "provision: board/cert.pem.crt is not the certificate of "
+                                                         "board/private.pem.key: fix the folder (provision never "
+                                                         "replaces a key)\n")
+    assert (board / "private.pem.key").read_bytes() == other
+
+
+def test_without_the_arn_file_the_certificate_is_found_through_the_thing(world: World) -> None:
+    arn, state = check_board(world, device(world))
+    (world.folder / "board" / "certificate.arn").unlink()
+    again = device(world)
+    assert again.returncode == 0, again.stderr
+    assert f"unchanged certificate {arn} (board/cert.pem.crt, key board/private.pem.key), ACTIVE" in again.stdout.splitlines()
+    assert "wrote board/certificate.arn" in again.stdout.splitlines()
+    assert check_board(world, again) == (arn, state)
+
+
+def test_a_deactivated_certificate_is_reported_not_reactivated(world: World) -> None:
+    arn, _ = check_board(world, device(world))
+    iot = world.client("iot-admin", "iot")
+    iot.update_certificate(certificateId=arn.rsplit("/", 1)[1], newStatus="INACTIVE")
+    again = device(world)
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.startswith(f"provision: warning: certificate {arn} is INACTIVE: the credentials provider "
+                                   "refuses it. provision activates only a certificate it has just made")
+    assert device_state(world)["certificates"][arn][0] == "INACTIVE"
+
+
+def test_other_certificates_on_the_thing_are_reported(world: World) -> None:
+    iot = world.client("iot-admin", "iot")
+    iot.create_thing(thingName=THING)
+    iot.attach_thing_principal(thingName=THING, principal=world.certificate_arn)
+    result = device(world)
+    assert result.returncode == 0, result.stderr
+    assert f"unchanged iot thing {THING}" in result.stdout.splitlines()
+    assert result.stderr == (f"provision: warning: iot thing {THING} also has {world.certificate_arn} attached: a "
+                             "certificate attached to a thing may get credentials as that thing; detach what should "
+                             "not (provision never does)\n")
+    arn = (world.folder / "board" / "certificate.arn").read_text().strip()
+    assert device_state(world)["things"][THING] == sorted([arn, world.certificate_arn])  # nothing detached
+
+
+def test_a_certificate_for_another_key_is_refused(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    # moto's own CreateCertificateFromCsr: a certificate for a key moto made (see the module docstring).
+    monkeypatch.setattr(IoTBackend, "create_certificate_from_csr", _MOTO_CREATE_CERTIFICATE_FROM_CSR)
+    result = device(world)
+    assert result.returncode == 1
+    certificates = device_state(world)["certificates"]
+    (arn,) = [a for a in certificates if a != world.certificate_arn]
+    assert result.stderr == (f"provision: AWS IoT returned certificate {arn} for another key than board/private.pem.key: "
+                             f"it is set INACTIVE again (delete it: aws iot delete-certificate --certificate-id "
+                             f"{arn.rsplit('/', 1)[1]})\n")
+    assert certificates[arn][0] == "INACTIVE"
+    assert sorted(p.name for p in (world.folder / "board").iterdir()) == ["private.pem.key"]
+
+
+def test_help_names_the_built_in_roots_and_the_costs() -> None:
+    result = subprocess.run([sys.executable, str(PROVISION), "--help"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    assert not re.search(r"\bcertifi\b", text)
+    assert "Amazon Root CA 1-4 and Starfield Services Root G2" in text
+    assert iotinvoke._default_trust()[1].startswith("Amazon Root CA 1-4 and Starfield Services Root G2")
+    for fact in ("iot:CreateThing, DescribeThing, ListThingPrincipals and AttachThingPrincipal are on AWS IoT Core's list",
+                 "https://aws.amazon.com/iot-core/pricing/additional-details/",
+                 "https://docs.aws.amazon.com/IAM/latest/UserGuide/introduction.html",
+                 "no charge is listed for them, but no page says \"free\" either (unconfirmed)"):
+        assert fact in text, fact
+
+
+def test_without_openssl_exit_69_and_no_key(world: World) -> None:
+    (world.folder / "empty-path").mkdir()
+    world.env["PATH"] = str(world.folder / "empty-path")  # no openssl command to find
+    result = device(world)
+    assert (result.returncode, result.stderr) == (69, "provision: needs the openssl command to make the key here "
+                                                      "(apt install openssl), or --aws-key\n")
+    assert not (world.folder / "board" / "private.pem.key").exists()
+    assert len(device_state(world)["certificates"]) == 1  # the fixture's only
