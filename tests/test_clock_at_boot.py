@@ -67,3 +67,26 @@ def test_a_board_ahead_with_a_warm_cache_invokes_nothing(aws: StandIn, tmp_path:
     ahead = board(aws, cache, "+730d", "dev", "{}")
     assert ahead.code == 75 and ahead.stderr.rstrip().endswith("[clock-wrong; retry after 30 s]"), ahead.stderr
     assert (aws.count("sts"), aws.count("lambda")) == (1, 1)  # only the first, right-clock call's
+
+
+def test_doctor_on_a_board_years_behind_says_how_far(aws: StandIn, tmp_path: Path) -> None:
+    """It said "within 0 s of AWS's" on a board 3 years behind (measured against the corrected
+    clock), while -v said 94,607,999 s behind: the clock line now compares AWS with the board."""
+    result = board(aws, tmp_path / "cache", "-1095d", "--doctor", "dev")
+    report = result.stdout.decode()
+    assert result.code == 0, report + result.stderr
+    clock = [line for line in report.splitlines() if line.split()[:2] == ["warn", "clock"]]
+    assert len(clock) == 1 and "behind AWS's" in clock[0], report
+    seconds = int(clock[0].split("clock is ")[1].split(" s ")[0])
+    assert abs(seconds - 1095 * 86400) < 600, clock[0]
+    assert "expired" not in report
+
+
+def test_doctor_on_a_board_ahead_does_not_blame_the_certificate(aws: StandIn, tmp_path: Path) -> None:
+    result = board(aws, tmp_path / "cache", "+730d", "--doctor", "dev")
+    report = result.stdout.decode()
+    assert result.code == 75
+    # The device certificate looks expired by the board's clock only: a warning naming the clock,
+    # not a failure telling the operator to issue a new certificate; hop 1 fails on the clock.
+    assert not any(line.startswith("FAIL  files") for line in report.splitlines()), report
+    assert "or the board's clock is ahead" in report and "FAIL  hop 1" in report and "[clock-wrong" in report
