@@ -3562,10 +3562,13 @@ def _open_standard_fds() -> None:
 
 # The default trust anchors, used when none of ca, ca_bundle and AWS_CA_BUNDLE is set: the five
 # roots of Amazon Trust Services, which AWS recommends a custom trust store to hold
-# (https://www.amazontrust.com/repository/). The AWS IoT credentials provider (like every ATS
-# endpoint of AWS IoT Core: https://docs.aws.amazon.com/iot/latest/developerguide/server-authentication.html)
-# and the STS and Lambda endpoints present chains to Amazon Root CA 1-4, cross-signed by the
-# Starfield Services root. Parsing these five costs about 9 M instructions per call; certifi's
+# (https://www.amazontrust.com/repository/). The credentials provider: the IoT guide's page on it
+# (https://docs.aws.amazon.com/iot/latest/developerguide/authorizing-direct-aws.html) verifies it
+# in its example with `curl --cacert AmazonRootCA1.pem`; the server-authentication page states ATS
+# chains for the data endpoint only, so for the credentials endpoint that example is the source.
+# STS and Lambda present chains to Amazon Root CA 1-4, cross-signed by the Starfield Services root,
+# as AWS's service endpoints do since their move to Amazon Trust Services (not checked here per
+# endpoint and region: no machine here reaches AWS; a ca_bundle setting overrides it). Parsing these five costs about 9 M instructions per call; certifi's
 # whole bundle (about 120 roots, plus importing certifi) costs about 270 M. The certificates are
 # public; tests/test_trust.py checks that each is, byte for byte, the one in certifi's bundle.
 _AMAZON_ROOTS = (
