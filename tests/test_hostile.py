@@ -73,9 +73,10 @@ def front(aws: StandIn, hop: str, cert: tuple[Path, Path], **kwargs: Any) -> Tls
     return TlsFront(aws.urls[hop], *cert, upstream_ca=aws.ca_path, **kwargs)
 
 
-def fronted(aws: StandIn, hop: str, url: str, **kwargs: Any) -> Path:
-    """The test configuration with one hop's endpoint replaced by url."""
-    return config_with(aws.config_path, defaults=SETTINGS, **{"lambda_" if hop == "lambda" else hop: url}, **kwargs)
+def fronted(aws: StandIn, hop: str, url: str, settings: dict[str, str] | None = None, **kwargs: Any) -> Path:
+    """The test configuration with one hop's endpoint replaced by url (and SETTINGS updated by settings)."""
+    return config_with(aws.config_path, defaults={**SETTINGS, **(settings or {})},
+                       **{"lambda_" if hop == "lambda" else hop: url}, **kwargs)
 
 
 def warm(aws: StandIn, cache: Path) -> None:
@@ -234,7 +235,10 @@ def test_gzip_bomb_is_refused_without_decoding(aws: StandIn, certs: dict[str, tu
         warm(aws, tmp_path)
     with front(aws, hop, certs["ip"], mode="gzip") as mitm:
         started = time.monotonic()
-        result, rss_kib = run_measured(tmp_path, "dev", "{}", config=fronted(aws, hop, mitm.url()), cache=tmp_path)
+        # Time enough for the man in the middle to make its bomb on a loaded machine: this test is
+        # about the encoding, not the timeouts (a read timeout here would be 75, not the point).
+        config = fronted(aws, hop, mitm.url(), settings={"credentials_timeout": "10", "read_timeout": "10"})
+        result, rss_kib = run_measured(tmp_path, "dev", "{}", config=config, cache=tmp_path)
         elapsed = time.monotonic() - started
         assert result.code == 76, result.stderr
         one_line(result, hop)
