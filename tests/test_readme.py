@@ -183,11 +183,11 @@ def deb(clone: Path) -> Path:
     if done.returncode == 69:  # its documented status when the build tools are missing and not installable
         pytest.skip(done.stderr.decode().strip().splitlines()[-1])
     assert done.returncode == 0, said(done)
-    printed = re.search(r"# prints (\S+)", line)
-    assert printed, "README's build-deb line no longer says what it prints"
-    path = done.stdout.decode().strip().splitlines()[-1]
-    assert path == printed.group(1), (path, "README says", printed.group(1))  # the version in README is current
-    return clone / path
+    made = re.search(r"# makes (\S+)", line)
+    assert made, "README's build-deb line no longer says what it makes"
+    path = Path(done.stdout.decode().strip().splitlines()[-1])
+    assert path == clone / made.group(1), (path, "README says", made.group(1))  # README's version is current
+    return path
 
 
 def test_build_deb_prints_the_package_the_readme_installs(deb: Path) -> None:
