@@ -236,9 +236,12 @@ def test_install_on_a_board(deb: Path, aws: StandIn, tmp_path: Path) -> None:
         source = aws.config_path.parent
         text = aws.config_path.read_text()
         device = dict(re.findall(r"(?m)^(cert|key)[ \t]*=[ \t]*(\S+)", text))
-        shutil.copyfile(source / device["cert"], tmp_path / "device.pem.crt")
-        shutil.copyfile(source / device["key"], tmp_path / "private.pem.key")
         steps = block("board-setup").lines
+        [edit] = [line for line in steps if line.startswith("sudoedit ")]
+        names = re.search(r"cert = ([^,\s]+), key = ([^,\s]+)", edit)
+        assert names, "README's sudoedit line no longer names the cert and key files"
+        shutil.copyfile(source / device["cert"], tmp_path / names.group(1))
+        shutil.copyfile(source / device["key"], tmp_path / names.group(2))
         for line in steps:
             command = as_root(line.split("  #", 1)[0].strip() if line.startswith("sudoedit ") else line)
             if line.startswith("sudoedit "):
@@ -247,7 +250,7 @@ def test_install_on_a_board(deb: Path, aws: StandIn, tmp_path: Path) -> None:
                 def copy(match: re.Match[str]) -> str:
                     key, value = match.group(1), match.group(2).strip()
                     if key in ("cert", "key"):
-                        return f"{key} = {'device.pem.crt' if key == 'cert' else 'private.pem.key'}"
+                        return f"{key} = {names.group(1) if key == 'cert' else names.group(2)}"
                     target = etc / ("standin-" + Path(value).name)
                     shutil.copyfile(source / value, target)
                     target.chmod(0o644)
