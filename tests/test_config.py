@@ -199,30 +199,27 @@ def test_settings_in_the_wrong_section_are_errors_not_ignored(tmp_path: Path) ->
         load_config(str(path), environ={})
 
 
-def test_readme_says_where_each_shared_setting_may_be(tmp_path: Path) -> None:
-    """README's two lists of settings, read from README itself, are what the loader accepts where."""
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    per_env = readme.split("Settings per environment, in `[DEFAULT]` (for all) or an environment section:", 1)[1]
-    per_env = per_env.split("\n\n", 1)[0]
-    process = readme.split("Settings of the whole process, in `[DEFAULT]` or `[iot]` only", 1)[1].split("\n\n", 2)[1]
-    env_keys = [k for k in ("sts_endpoint", "lambda_endpoint", "ca_bundle") if f"`{k}`" in per_env]
-    process_keys = [line.split("`")[1] for line in process.splitlines() if line.startswith("| `")]
-    assert env_keys == ["sts_endpoint", "lambda_endpoint", "ca_bundle"], per_env
-    assert process_keys == ["cache_dir", "connect_timeout", "credentials_timeout", "read_timeout", "max_attempts"]
+def test_each_key_is_accepted_where_its_row_says_and_refused_elsewhere(tmp_path: Path) -> None:
+    """CONFIG_KEYS (from which README's table is made) is what the loader accepts where."""
     values = {"sts_endpoint": "https://sts.example", "lambda_endpoint": "https://lambda.example", "ca_bundle": "ca.pem",
               "cache_dir": "cache", "connect_timeout": "2", "credentials_timeout": "3", "read_timeout": "4",
-              "max_attempts": "5"}
+              "max_attempts": "5", "learn_clock": "false"}
+    (tmp_path / "ca.pem").write_text("x")
+    (tmp_path / "ca.pem").chmod(0o644)
     dev = "\n[dev]\nfunction = arn:aws:lambda:ap-northeast-1:111111111111:function:f\n"
-    for key in env_keys + process_keys:
+    for key, (scope, *_) in iotinvoke.CONFIG_KEYS.items():
+        if key not in values:
+            continue
         setting = f"{key} = {values[key]}\n"
         load_config(str(write(tmp_path, "[DEFAULT]\n" + setting + IOT + dev)), environ={})
-        if key in process_keys:
-            load_config(str(write(tmp_path, IOT + setting + dev)), environ={})
-            with pytest.raises(ConfigError) as refused:
-                load_config(str(write(tmp_path, IOT + dev + setting)), environ={})
-            assert refused.value.exit_code == EX_CONFIG and key in str(refused.value)
-        else:
-            load_config(str(write(tmp_path, IOT + dev + setting)), environ={})
+        in_iot, in_env = IOT + setting + dev, IOT + dev + setting
+        for text, allowed in ((in_iot, scope == "global"), (in_env, scope == "per-env")):
+            if allowed:
+                load_config(str(write(tmp_path, text)), environ={})
+            else:
+                with pytest.raises(ConfigError) as refused:
+                    load_config(str(write(tmp_path, text)), environ={})
+                assert refused.value.exit_code == EX_CONFIG and key in str(refused.value)
 
 
 def test_partitions_match_the_installed_botocore() -> None:

@@ -1,5 +1,5 @@
-"""The contract's tables: README's exit-status table and its table of reasons are made from
-iotinvoke's own EXIT_CODES, REASONS and AWS_ERRORS (`PYTHONPATH=. python tests/test_exit_status.py`
+"""The contract's tables: README's exit-status table, its table of reasons and its table of
+configuration keys are made from iotinvoke's own EXIT_CODES, REASONS, AWS_ERRORS and CONFIG_KEYS (`PYTHONPATH=. python tests/test_exit_status.py`
 rewrites them; test_readme_matches fails when README is stale), --help lists every exit status, and
 every reason the module names is a row of REASONS."""
 from __future__ import annotations
@@ -40,14 +40,30 @@ def reason_table() -> str:
     return "\n".join(lines) + "\n"
 
 
+WHERE = {"iot": "`[iot]`", "global": "`[DEFAULT]` or `[iot]`", "env": "environment", "per-env": "`[DEFAULT]` or environment"}
+
+
+def config_table() -> str:
+    lines = ["| key | where | default | environment variable | meaning |", "|---|---|---|---|---|"]
+    for key, (scope, _, default, variables, text) in ii.CONFIG_KEYS.items():
+        shown = {True: "true", False: "false", None: ""}.get(default, default) if not isinstance(default, (int, float)) \
+            or isinstance(default, bool) else "%g" % default
+        lines.append("| `%s` | %s | %s | %s | %s |" % (key, WHERE[scope], shown, ", ".join(
+            "`%s`" % v for v in variables.split()), text.replace("|", "/")))
+    return "\n".join(lines) + "\n"
+
+
+GENERATED = ("exit-status", "reasons", "config")
+
+
 def sections(text: str) -> dict[str, str]:
-    return {name: match.group(1) for name in ("exit-status", "reasons")
+    return {name: match.group(1) for name in GENERATED
             for match in [re.search(r"<!-- %s:start[^\n]*-->\n(.*?)<!-- %s:end -->" % (name, name), text, re.S)]
             if match}
 
 
 def rewrite(text: str) -> str:
-    for name, body in (("exit-status", exit_table()), ("reasons", reason_table())):
+    for name, body in (("exit-status", exit_table()), ("reasons", reason_table()), ("config", config_table())):
         text = re.sub(r"(<!-- %s:start[^\n]*-->\n).*?(<!-- %s:end -->)" % (name, name),
                       lambda m: m.group(1) + body + m.group(2), text, flags=re.S)
     return text
@@ -55,7 +71,7 @@ def rewrite(text: str) -> str:
 
 def test_readme_matches() -> None:
     text = README.read_text()
-    assert set(sections(text)) == {"exit-status", "reasons"}, "README lacks the generated sections"
+    assert set(sections(text)) == set(GENERATED), "README lacks the generated sections"
     assert rewrite(text) == text, "README's tables are stale: run PYTHONPATH=. python tests/test_exit_status.py"
 
 
