@@ -3002,6 +3002,7 @@ usage: iotinvoke [options] ENV [PAYLOAD]
        iotinvoke [options] --stream ENV
        iotinvoke [options] --doctor ENV
        iotinvoke [options] --clear-cache
+       iotinvoke [options] --serve [--socket PATH] [--container-credentials PORT]
 
 Invoke ENV's Lambda function with PAYLOAD (JSON text; '-' or absent: standard input;
 '@path': that file) and write its response payload to standard output.
@@ -3024,6 +3025,12 @@ options:
                           what is wrong and how to fix it
   --credential-process    print ENV's credentials in the AWS credential_process format
   --clear-cache           remove all cached credentials
+  --serve                 run the agent: serve C callers over a Unix socket from one warm
+                          process, in the foreground until SIGTERM (README: The agent)
+  --socket PATH           the agent's socket (default: agent.sock in the cache folder)
+  --container-credentials PORT
+                          the agent also serves ENV's credentials to AWS SDKs on
+                          http://127.0.0.1:PORT/ENV (AWS_CONTAINER_CREDENTIALS_FULL_URI)
   -v, --verbose           say what happens, on standard error (never secrets)
   --version               print the version
   -h, --help              show this help
@@ -3035,10 +3042,10 @@ AWS_CA_BUNDLE, HTTPS_PROXY, NO_PROXY.
 _FLAGS = {"--event": "event", "--dry-run": "dry_run", "--log-tail": "log_tail", "--no-cache": "no_cache",
           "--credential-process": "credential_process", "--stream": "stream", "--doctor": "doctor",
           "--clear-cache": "clear_cache", "-v": "verbose", "--verbose": "verbose", "-h": "help", "--help": "help",
-          "--version": "version"}
+          "--version": "version", "--serve": "serve"}
 _VALUED = {"-c": "config", "--config": "config", "-q": "qualifier", "--qualifier": "qualifier",
            "--client-context": "client_context", "--connect-timeout": "connect_timeout",
-           "--read-timeout": "read_timeout"}
+           "--read-timeout": "read_timeout", "--socket": "socket", "--container-credentials": "container_credentials"}
 
 
 def _usage() -> str:
@@ -3142,6 +3149,8 @@ def _run(argv: list[str], stdin: IO[bytes] | None, stdout: IO[bytes] | None, std
         text = _usage() if options.get("help") else "iotinvoke %s\n" % __version__
         _write_out(stdout, text.encode(), ran=False)
         return EX_OK
+    if options.get("serve") or "socket" in options or "container_credentials" in options:
+        return _serve(options, positional, stderr)  # the agent: see "The agent (--serve)"
     action = _check_command(options, positional)
     invocation_type = "Event" if options.get("event") else "DryRun" if options.get("dry_run") else "RequestResponse"
     timeouts = [_timeout_option(options, name) for name in ("connect_timeout", "read_timeout")]
@@ -3492,6 +3501,932 @@ class _Signal(BaseException):
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
+
+
+# --- The agent (--serve) --------------------------------------------------------------------------
+# One warm process serves every C caller on the board over a Unix socket: the interpreter start-up,
+# the imports, the TLS handshakes and the credential look-ups are paid once, not at every call.
+#
+# Wire protocol, version 1: every integer is an unsigned 32-bit big-endian number; one request and
+# one response per connection.
+#
+#   request  = "IIA1" argc (length bytes){argc} stdin_length stdin_bytes
+#   response = "IIA1" exit_status stdout_length stdout_bytes stderr_length stderr_bytes
+#
+# argv is the command line without the program name, exactly as the CLI takes it (bytes, decoded
+# as Python decodes its own argv); stdin is what the CLI would read as the payload. The response is
+# what the CLI would have printed, and its exit status. Bounds: at most AGENT_MAX_ARGS arguments,
+# each at most AGENT_MAX_ARG_BYTES (Linux's own limit on one argument, MAX_ARG_STRLEN, is 128 KiB,
+# so a payload that fits in a command line fits here), standard input at most Lambda's 6 MB plus
+# slack. A request must arrive whole within AGENT_REQUEST_TIMEOUT_S. A request that breaks a rule
+# gets a response with exit status 64 (75 for a timeout) and one error line, and nothing runs.
+#
+# At most once: the agent executes a request once, after it has arrived whole, and never again; a
+# caller that loses the response after that must take it as exit status 74 (the function may have
+# run). The caller may send again only what provably did not run: a refused connection, a response
+# that says 75, or a connection cut before its request was complete.
+
+AGENT_MAGIC = b"IIA1"
+AGENT_SOCKET_NAME = "agent.sock"  # in the cache folder, unless --socket (see _agent_socket_path)
+AGENT_TOKEN_NAME = "container-token"  # next to the socket: the container endpoint's token
+AGENT_MAX_ARGS = 64
+AGENT_MAX_ARG_BYTES = 128 * 1024  # Linux MAX_ARG_STRLEN
+AGENT_MAX_ARGV_BYTES = 256 * 1024  # all arguments together: one payload-sized argument and options
+AGENT_MAX_STDIN_BYTES = MAX_SYNC_PAYLOAD_BYTES + 64 * 1024  # the CLI reads one byte past the limit
+AGENT_MAX_BYTES_IN_FLIGHT = 64 * 1024 * 1024  # request bytes held at once (ten 6 MB payloads): a board's RAM is small
+AGENT_REQUEST_TIMEOUT_S = 10.0  # a whole request, 6 MB included, takes milliseconds on a local socket
+AGENT_REPLY_TIMEOUT_S = 30.0  # a caller that does not read its response is given up on
+AGENT_MAX_CALLERS = 32  # requests executing at once, each with its own warm Client
+AGENT_MAX_CONNECTIONS = 128  # connections being read, waiting or executing; beyond: agent-busy
+AGENT_QUEUE_WAIT_S = 5.0  # a complete request waits this long for one of the AGENT_MAX_CALLERS
+AGENT_BUSY_RETRY_S = 1.0  # the wait an agent-busy answer asks for
+AGENT_WORKER_IDLE_S = 60.0  # a connection thread without a connection for this long ends
+AGENT_STOP_WAIT_S = 60.0  # SIGTERM: invokes in flight may finish this long (systemd waits 90 s)
+AGENT_IDLE_EXIT_S = 300.0  # socket-activated: exit after this long without a caller (agent_idle_exit)
+# Refusals of hops 1-2 that retrying won't fix are kept briefly, as AWS IoT Greengrass' token
+# exchange service does (credentialRetryInSec: clientError 120 s for 4xx, serverError 60 s for 5xx;
+# https://docs.aws.amazon.com/greengrass/v2/developerguide/token-exchange-service-component.html),
+# so that a board of callers looping on a revoked certificate does not hammer AWS.
+AGENT_REFUSAL_4XX_S = 120.0
+AGENT_REFUSAL_5XX_S = 60.0
+# The agent's rows of the one reasons table (REASONS) and of the one key table (CONFIG_KEYS).
+REASONS.update({
+    "agent-peer-refused": (EX_NOPERM, NOTHING_SENT, "a caller of the agent whose user is not allowed (agent_users, "
+                           "agent_groups): nothing ran", "", "add the user to agent_users, or its group to agent_groups"),
+    "agent-busy": (EX_TEMPFAIL, NOTHING_SENT, "the agent has as many callers, or request bytes, as it takes: "
+                   "nothing ran", "", ""),
+    "agent-stopping": (EX_TEMPFAIL, NOTHING_SENT, "the agent is stopping: nothing ran", "", ""),
+    "agent-request-timeout": (EX_TEMPFAIL, NOTHING_SENT, "the request to the agent did not arrive whole within "
+                              "10 s: nothing ran", "", ""),
+    "agent-bad-request": (EX_USAGE, NOTHING_SENT, "not the agent's protocol, or a field over its bound (65: standard "
+                          "input over Lambda's limit): nothing ran", "", ""),
+    "agent-option-refused": (EX_USAGE, NOTHING_SENT, "an option that makes no sense through the agent (77: "
+                             "--credential-process from another user than the agent's)", "",
+                             "see README: The agent"),
+    "agent-running": (EX_UNAVAILABLE, NOTHING_SENT, "--serve: another agent already listens on that socket", "", ""),
+})
+CONFIG_KEYS.update({
+    "agent_users": ("global", "names", None, "", "users (names or uids) the agent serves besides its own user "
+                    "(README: The agent)"),
+    "agent_groups": ("global", "names", None, "", "groups (names or gids) whose members the agent serves"),
+    "agent_idle_exit": ("global", "idle-seconds", None, "", "socket-activated, the agent exits after this long "
+                        "without a caller (default %g s; 0: never)" % AGENT_IDLE_EXIT_S),
+})
+_KINDS.update({
+    "names": (r"[\w.-]+([ ,]+[\w.-]+)*", "user or group names or numbers, separated by commas or spaces"),
+    "idle-seconds": (r"\d{1,5}(\.\d*)?", "seconds from 0 (never) to 86400"),
+})
+_SO_PEERGROUPS = 59  # Linux 4.13+, socket(7): the peer's supplementary groups (Python's socket module lacks it)
+_AGENT_REFUSED_OPTIONS = ("serve", "socket", "container_credentials", "stream")
+
+
+class _AgentRequestError(Exception):
+    """A request that breaks the protocol: answered with ``status`` and one line, nothing run."""
+
+    def __init__(self, message: str, status: int, reason: str) -> None:
+        super().__init__(message)
+        self.status, self.reason = status, reason
+
+
+def _agent_encode(status: int, out: bytes, err: bytes) -> bytes:
+    import struct
+
+    return AGENT_MAGIC + struct.pack(">II", status, len(out)) + out + struct.pack(">I", len(err)) + err
+
+
+def _agent_line(message: str, reason: str, retry_after: float | None = None, exit_code: int | None = None) -> str:
+    return "iotinvoke: %s\n" % IotInvokeError(message, reason, "agent", retry_after=retry_after, exit_code=exit_code)
+
+
+class _AgentPeer:
+    __slots__ = ("pid", "uid", "gid", "groups")
+
+    def __init__(self, pid: int, uid: int, gid: int, groups: frozenset[int]) -> None:
+        self.pid, self.uid, self.gid, self.groups = pid, uid, gid, groups
+
+
+def _agent_peer(sock: Any, with_groups: bool) -> _AgentPeer:
+    """The caller's credentials as the kernel saw them at connect(): SO_PEERCRED, unix(7); its
+    supplementary groups too when ``with_groups``."""
+    import socket
+    import struct
+
+    pid, uid, gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+    groups = {gid}
+    if not with_groups:
+        return _AgentPeer(pid, uid, gid, frozenset(groups))
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, getattr(socket, "SO_PEERGROUPS", _SO_PEERGROUPS), 4 * 1024)
+        groups.update(struct.unpack("%dI" % (len(raw) // 4), raw[: len(raw) // 4 * 4]))
+    except OSError:  # older kernels: the primary group only
+        pass
+    return _AgentPeer(pid, uid, gid, frozenset(groups))
+
+
+class _AgentSettings:
+    """The agent's keys of the configuration (in [iot] or [DEFAULT]): who may call, when to exit idle."""
+
+    def __init__(self, config: Config) -> None:
+        import grp
+        import pwd
+
+        self.users: set[int] = {os.geteuid()}  # the agent's own user: it can read the device key anyway
+        self.groups: set[int] = set()
+        for word in (getattr(config, "agent_users", None) or "").replace(",", " ").split():
+            try:
+                self.users.add(int(word) if word.isdigit() else pwd.getpwnam(word).pw_uid)
+            except KeyError:
+                raise ConfigError("no such user %r" % word, config.path, "iot", "agent_users") from None
+        for word in (getattr(config, "agent_groups", None) or "").replace(",", " ").split():
+            try:
+                self.groups.add(int(word) if word.isdigit() else grp.getgrnam(word).gr_gid)
+            except KeyError:
+                raise ConfigError("no such group %r" % word, config.path, "iot", "agent_groups") from None
+        idle = getattr(config, "agent_idle_exit", None)
+        self.idle_exit_s = AGENT_IDLE_EXIT_S
+        if idle is not None:
+            value = _bounded(idle, float, 0.0, 86400.0)
+            if value is None:
+                raise ConfigError("takes seconds from 0 (never) to 86400", config.path, "iot", "agent_idle_exit")
+            self.idle_exit_s = value
+
+    def allowed(self, peer: _AgentPeer) -> bool:
+        return peer.uid in self.users or bool(peer.groups & self.groups)
+
+
+class _AgentRefusals:
+    """Recent permanent refusals of hops 1-2 per configuration and environment (see AGENT_REFUSAL_4XX_S)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[str, str], tuple[IotInvokeError, float, float]] = {}
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def guard(self, key: tuple[str, str], fetch: Callable[[], Credentials]) -> Credentials:
+        now = time.monotonic()
+        with self._lock:
+            entry = self._entries.get(key)
+        if entry is not None and now < entry[2]:
+            error = Exception.__new__(type(entry[0]))  # the same error, its own message
+            error.__dict__.update(entry[0].__dict__)
+            error.args = entry[0].args
+            error.message += " (a cached refusal, %d s old: the agent asks AWS again in %d s)" % (
+                now - entry[1], max(1, round(entry[2] - now)))
+            raise error
+        try:
+            return fetch()
+        except IotInvokeError as e:
+            if e.hop in ("iot", "sts") and e.exit_code in (EX_NOPERM, EX_UNAVAILABLE):
+                keep = AGENT_REFUSAL_5XX_S if e.status is not None and e.status >= 500 else AGENT_REFUSAL_4XX_S
+                with self._lock:
+                    self._entries[key] = (e, now, now + keep)
+            raise
+
+
+class _AgentClient(Client):
+    """A pooled Client: its hops 1-2 go through the agent's refusal cache."""
+
+    pool_key: tuple[Any, ...] = ()
+    refusals: _AgentRefusals
+
+    def credentials(self, name: str, refused: str | None = None) -> Credentials:
+        return self.refusals.guard((self.config.path, name), lambda: Client.credentials(self, name, refused))
+
+
+class _AgentPool:
+    """Warm Clients, one per request executing; each keeps its HTTPS connections and credentials
+    in memory between requests. They share the on-disk cache (and its flock) with every process."""
+
+    def __init__(self, refusals: _AgentRefusals, warn: Callable[[str], None]) -> None:
+        import threading
+
+        self.warn = warn  # a Client's notes (a cache that cannot be used): to the caller it serves
+        self._lock = threading.Lock()
+        self._idle: list[_AgentClient] = []
+        self._generation = 0
+        self.refusals = refusals
+        self.created = 0
+
+    @staticmethod
+    def _key(config: Config) -> tuple[Any, ...]:
+        """What a warm Client took in when it was made: a changed configuration file, certificate,
+        key or CA file (a rotated certificate) makes a new one."""
+        key: list[Any] = [os.path.realpath(config.path), getattr(config, "connect_timeout", None)]
+        for path in (config.path, getattr(config, "cert", None), getattr(config, "key", None), getattr(config, "ca", None)):
+            try:
+                st = os.stat(path) if path else None
+                key.append((st.st_ino, st.st_size, st.st_mtime_ns) if st else None)
+            except OSError:
+                key.append(None)
+        return tuple(key)
+
+    def lend(self, config: Config, use_cache: bool, log: Callable[[str], None] | None, lent: list[Any]) -> Client:
+        if not use_cache or log is not None:
+            # --no-cache, --doctor, -v: a Client of its own, as the CLI would make.
+            fresh = Client(config, use_cache=use_cache, log=log, warn=self.warn)
+            lent.append((fresh, None))
+            return fresh
+        key = self._key(config)
+        client = None
+        with self._lock:
+            while self._idle:
+                candidate = self._idle.pop()
+                if candidate.pool_key == key:
+                    client = candidate
+                    break
+            generation = self._generation
+        if client is None:
+            client = _AgentClient(config, use_cache=True, log=None, warn=self.warn)
+            client.pool_key, client.refusals = key, self.refusals
+            self.created += 1
+        lent.append((client, generation))
+        return client
+
+    def give_back(self, lent: list[Any]) -> None:
+        with self._lock:
+            for client, generation in lent:
+                if generation == self._generation and len(self._idle) < AGENT_MAX_CALLERS:  # None: unpooled
+                    self._idle.append(client)
+
+    def clear(self) -> None:
+        """After --clear-cache: no warm Client keeps credentials in memory."""
+        with self._lock:
+            self._idle.clear()
+            self._generation += 1
+        self.refusals.clear()
+
+
+class _AgentReader:
+    """Exactly-sized reads off a socket, all before one deadline; a small request takes one recv()."""
+
+    def __init__(self, sock: Any, deadline: float) -> None:
+        self._sock, self._deadline, self._buffer = sock, deadline, b""
+
+    def exact(self, size: int) -> bytes:
+        import socket
+
+        chunks = [self._buffer[:size]]
+        self._buffer = self._buffer[size:]
+        left = size - len(chunks[0])
+        while left > 0:
+            remaining = self._deadline - time.monotonic()
+            if remaining <= 0:
+                raise socket.timeout()
+            self._sock.settimeout(remaining)
+            chunk = self._sock.recv(min(max(left, 65536), 1 << 20))
+            if not chunk:
+                raise EOFError
+            if len(chunk) > left:  # read ahead: the rest belongs to the next field
+                chunk, self._buffer = chunk[:left], chunk[left:]
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+
+
+def _agent_read_request(sock: Any, deadline: float, reserve: Callable[[int], bool]) -> tuple[list[str], bytes]:
+    """One request off the socket, every field bounded before it is read; reserve(n) claims n bytes
+    of the agent's budget for standard input (AGENT_MAX_BYTES_IN_FLIGHT), False when it is spent."""
+    import struct
+
+    reader = _AgentReader(sock, deadline)
+
+    def number() -> int:
+        return int(struct.unpack(">I", reader.exact(4))[0])
+
+    magic = reader.exact(len(AGENT_MAGIC))
+    if magic != AGENT_MAGIC:
+        raise _AgentRequestError("not an iotinvoke agent request (protocol %s expected)" % AGENT_MAGIC.decode(),
+                                 EX_USAGE, "agent-bad-request")
+    argc = number()
+    if argc > AGENT_MAX_ARGS:
+        raise _AgentRequestError("%d arguments; the agent takes at most %d" % (argc, AGENT_MAX_ARGS), EX_USAGE,
+                                 "agent-bad-request")
+    argv = []
+    total = 0
+    for _ in range(argc):
+        length = number()
+        total += length
+        if length > AGENT_MAX_ARG_BYTES or total > AGENT_MAX_ARGV_BYTES:
+            raise _AgentRequestError("arguments over %d bytes, or one over %d: pass the payload on standard input"
+                                     % (AGENT_MAX_ARGV_BYTES, AGENT_MAX_ARG_BYTES), EX_USAGE, "agent-bad-request")
+        argv.append(os.fsdecode(reader.exact(length)))
+    length = number()
+    if length > AGENT_MAX_STDIN_BYTES:
+        raise _AgentRequestError("standard input of %d bytes; Lambda takes at most %d" % (length, MAX_SYNC_PAYLOAD_BYTES),
+                                 EX_DATAERR, "agent-bad-request")
+    if not reserve(length):
+        raise _AgentRequestError("%d MiB of requests are being handled already; nothing was invoked"
+                                 % (AGENT_MAX_BYTES_IN_FLIGHT >> 20), EX_TEMPFAIL, "agent-busy")
+    return argv, reader.exact(length)
+
+
+def _agent_scan(argv: list[str]) -> tuple[dict[str, str], list[str]]:
+    """Which options and arguments argv holds, read as the CLI reads them (its _FLAGS, _VALUED)."""
+    options: dict[str, str] = {}
+    positional: list[str] = []
+    args = iter(argv)
+    for arg in args:
+        if arg == "--":
+            positional.extend(args)
+            break
+        name, eq, value = arg.partition("=")
+        if arg.startswith("-") and arg != "-" and (not positional or name in _FLAGS or name in _VALUED):
+            if name in _FLAGS and not eq:
+                options[_FLAGS[name]] = ""
+            elif name in _VALUED:
+                options[_VALUED[name]] = value if eq else next(args, "")
+            # an unknown option: the CLI refuses it with its own line
+        else:
+            positional.append(arg)
+    return options, positional
+
+
+class _Agent:
+    """The server: an accepting loop, one thread per connection (bounded), a pool of warm Clients."""
+
+    def __init__(
+        self,
+        config: Config,
+        settings: _AgentSettings,
+        listener: Any,
+        *,
+        activated: bool,
+        log: Callable[[str], None],
+        verbose: bool = False,
+        max_callers: int = AGENT_MAX_CALLERS,
+        max_connections: int = AGENT_MAX_CONNECTIONS,
+        stop_wait_s: float = AGENT_STOP_WAIT_S,
+    ) -> None:
+        import threading
+
+        self.config, self.settings, self.listener = config, settings, listener
+        self.activated, self.log, self.verbose = activated, log, verbose
+        self.max_connections, self.stop_wait_s = max_connections, stop_wait_s
+        self._local = threading.local()
+        self.pool = _AgentPool(_AgentRefusals(), self._warn)
+        self.slots = threading.BoundedSemaphore(max_callers)
+        self._lock = threading.Lock()
+        self._idle_since = time.monotonic()
+        self.connections = 0  # open connections, each with its thread
+        self._in_flight = 0  # bytes of standard input reserved by the requests being handled
+        self._queue: Any = __import__("queue").SimpleQueue()  # accepted connections for the workers
+        self._workers = 0
+        self._idle_workers = 0
+        self.executing = 0
+        self.stopping = threading.Event()
+        self.served = 0
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+
+    def _warn(self, message: str) -> None:
+        """A Client's note, to the standard error of the request being served (as the CLI says it)."""
+        err = getattr(self._local, "err", None)
+        if err is not None:
+            _say(err, "iotinvoke: " + message + "\n")
+        else:
+            self.log(message)
+
+    # -- life cycle
+
+    def stop(self) -> None:
+        """From a signal handler or another thread: stop accepting, let invokes in flight finish."""
+        self.stopping.set()
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
+
+    def serve(self) -> int:
+        """Accept until stopped; then let requests in flight finish, within stop_wait_s, and return 0."""
+        import select
+        import threading
+
+        deadline = None
+        while True:
+            now = time.monotonic()
+            with self._lock:
+                busy = self.connections > 0
+                idle_for = now - self._idle_since
+            if self.stopping.is_set():
+                if deadline is None:
+                    deadline = now + self.stop_wait_s
+                    self.log("agent: stopping: %s" % ("finishing the requests in flight" if busy else "idle"))
+                if not busy or now >= deadline:
+                    break
+            elif self.activated and self.settings.idle_exit_s > 0 and not busy and idle_for >= self.settings.idle_exit_s:
+                self.log("agent: no caller for %d s: exiting (systemd starts it again at the next one)" % idle_for)
+                break
+            # Socket-activated, a stopping agent leaves new callers in systemd's backlog for the next
+            # start; otherwise it answers them "agent-stopping" (75, nothing ran) until it is gone.
+            watched = [self._wake_r] if self.stopping.is_set() and self.activated else [self.listener, self._wake_r]
+            # A board sleeps between callers: no periodic wake-up unless an idle exit is due.
+            timeout: float | None = None
+            if self.stopping.is_set():
+                timeout = 0.05
+            elif self.activated and self.settings.idle_exit_s > 0:
+                timeout = 1.0 if busy else max(0.05, self.settings.idle_exit_s - idle_for)
+            try:
+                ready = select.select(watched, [], [], timeout)[0]
+            except InterruptedError:
+                continue
+            if self._wake_r in ready:
+                os.read(self._wake_r, 64)
+            if self.listener in ready:
+                self._accept(threading)
+        with self._lock:
+            left = self.executing
+        if left:
+            self.log("agent: stopping with %d requests still executing: their callers see exit status 74" % left)
+        self.log("agent: stopped after %d connections" % self.served)
+        return EX_OK
+
+    def _accept(self, threading: Any) -> None:
+        try:
+            sock, _ = self.listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:  # EMFILE and the like: the connection waits in the backlog
+            self.log("agent: accept: %s" % _os_reason(e))
+            time.sleep(0.1)
+            return
+        if self.stopping.is_set():
+            self._answer_now(sock, EX_TEMPFAIL, _agent_line("the agent is stopping; nothing was invoked",
+                                                            "agent-stopping", AGENT_BUSY_RETRY_S))
+            return
+        self._admit(sock, threading)
+
+    def sweep(self) -> None:
+        """After the socket file is gone: answer whoever is still in the backlog, then close."""
+        self.stopping.set()
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:
+                break
+            self._answer_now(sock, EX_TEMPFAIL, _agent_line("the agent is stopping; nothing was invoked",
+                                                            "agent-stopping", AGENT_BUSY_RETRY_S))
+
+    def _admit(self, sock: Any, threading: Any) -> None:
+        """Check the peer and the bound here, in the accepting thread: a refused or surplus caller
+        never gets a thread."""
+        try:
+            peer = _agent_peer(sock, bool(self.settings.groups))
+        except OSError as e:
+            self.log("agent: cannot tell who connected (%s): refused" % _os_reason(e))
+            sock.close()
+            return
+        if not self.settings.allowed(peer):
+            self.log("agent: uid %d (pid %d) is not allowed: refused" % (peer.uid, peer.pid))
+            self._answer_now(sock, EX_NOPERM, _agent_line(
+                "uid %d may not use this agent (agent_users, agent_groups in %s); nothing was invoked"
+                % (peer.uid, self.config.path), "agent-peer-refused"))
+            return
+        with self._lock:
+            full = self.connections >= self.max_connections
+            if not full:
+                self.connections += 1
+        if full:
+            self._answer_now(sock, EX_TEMPFAIL, _agent_line(
+                "%d callers at once already; nothing was invoked" % self.max_connections,
+                "agent-busy", AGENT_BUSY_RETRY_S))
+            return
+        # One thread per connection, kept for the next one: starting a thread costs more CPU than
+        # handing it a socket. At most max_connections threads; one idle for a minute ends.
+        with self._lock:
+            claimed = self._idle_workers > 0
+            if claimed:  # a waiting worker will take it: it is no longer counted as idle
+                self._idle_workers -= 1
+                self._queue.put((sock, peer))
+            else:
+                self._workers += 1
+        if not claimed:
+            try:
+                threading.Thread(target=self._worker, args=(sock, peer), daemon=True).start()
+            except RuntimeError:  # no more threads
+                with self._lock:
+                    self._workers -= 1
+                    self.connections -= 1
+                self._answer_now(sock, EX_TEMPFAIL, _agent_line(
+                    "cannot start a thread; nothing was invoked", "agent-busy", AGENT_BUSY_RETRY_S))
+
+    def _worker(self, sock: Any, peer: _AgentPeer) -> None:
+        """Serve this connection, then the next ones handed over, until idle for AGENT_WORKER_IDLE_S.
+        The waiting workers always outnumber the connections queued for them: each put claims one."""
+        import queue
+
+        while True:
+            self._connection(sock, peer)
+            with self._lock:
+                self._idle_workers += 1
+            while True:
+                try:
+                    sock, peer = self._queue.get(timeout=AGENT_WORKER_IDLE_S)
+                    break
+                except queue.Empty:
+                    with self._lock:
+                        if self._idle_workers > 0:  # not claimed: this one may go
+                            self._idle_workers -= 1
+                            self._workers -= 1
+                            return
+
+    @staticmethod
+    def _answer_now(sock: Any, status: int, line: str) -> None:
+        """A short answer without waiting on the caller: it fits in the socket's buffer."""
+        try:
+            sock.setblocking(False)
+            sock.send(_agent_encode(status, b"", line.encode()))
+        except OSError:
+            pass
+        finally:
+            sock.close()
+
+    # -- one connection
+
+    def _connection(self, sock: Any, peer: _AgentPeer) -> None:
+        import socket
+
+        started = time.monotonic()
+        status, answer, reason = EX_SOFTWARE, b"", ""
+        reserved = [0]
+
+        def reserve(size: int) -> bool:
+            with self._lock:
+                if self._in_flight + size > AGENT_MAX_BYTES_IN_FLIGHT:
+                    return False
+                self._in_flight += size
+                reserved[0] = size
+                return True
+
+        try:
+            try:
+                argv, stdin = _agent_read_request(sock, started + AGENT_REQUEST_TIMEOUT_S, reserve)
+            except _AgentRequestError as e:
+                status, reason = e.status, e.reason
+                retry = AGENT_BUSY_RETRY_S if e.status == EX_TEMPFAIL else None
+                answer = _agent_encode(e.status, b"", _agent_line(str(e), e.reason, retry, e.status).encode())
+            except (socket.timeout, TimeoutError):
+                status, reason = EX_TEMPFAIL, "agent-request-timeout"
+                answer = _agent_encode(EX_TEMPFAIL, b"", _agent_line(
+                    "the request did not arrive whole within %g s; nothing was invoked" % AGENT_REQUEST_TIMEOUT_S,
+                    reason).encode())
+            except (EOFError, OSError):
+                reason = "hung up before its request was whole: nothing ran"
+                return  # nobody to tell
+            else:
+                status, out, err = self._execute(argv, stdin, peer)
+                answer = _agent_encode(status, out, err.encode("utf-8", "surrogateescape"))
+            self._reply(sock, answer)
+        finally:
+            sock.close()
+            with self._lock:
+                self._in_flight -= reserved[0]
+                self.connections -= 1
+                self.served += 1
+                self._idle_since = time.monotonic()
+            if self.verbose:
+                outcome = reason if not answer else "exit %d%s" % (status, " " + reason if reason else "")
+                self.log("agent: uid %d pid %d: %s (%.1f ms)" % (peer.uid, peer.pid, outcome,
+                                                                 (time.monotonic() - started) * 1000))
+
+    @staticmethod
+    def _reply(sock: Any, answer: bytes) -> None:
+        import socket
+
+        try:
+            sock.settimeout(AGENT_REPLY_TIMEOUT_S)
+            sock.sendall(answer)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the caller hung up: what ran, ran; it is never run again
+
+    def _execute(self, argv: list[str], stdin: bytes, peer: _AgentPeer | None = None) -> tuple[int, bytes, str]:
+        """Run one command line as the CLI would, on a warm Client; the same stdout, stderr and status."""
+        import io
+
+        err = io.StringIO()
+        self._local.err = err  # where the Clients' notes go while this thread serves this request
+        try:
+            argv = self._agent_argv(argv, peer)
+        except IotInvokeError as e:
+            return e.exit_code, b"", "iotinvoke: %s\n" % e
+        if not self.slots.acquire(timeout=AGENT_QUEUE_WAIT_S):
+            return EX_TEMPFAIL, b"", _agent_line("every worker was busy for %g s; nothing was invoked"
+                                                 % AGENT_QUEUE_WAIT_S, "agent-busy", AGENT_BUSY_RETRY_S)
+        out = io.BytesIO()
+        lent: list[Any] = []
+        try:
+            if self.stopping.is_set():
+                return EX_TEMPFAIL, b"", _agent_line("the agent is stopping; nothing was invoked",
+                                                     "agent-stopping", AGENT_BUSY_RETRY_S)
+            with self._lock:
+                self.executing += 1
+            try:
+                status = _run(argv, io.BytesIO(stdin), out, err,
+                              make_client=lambda config, use_cache, log: self.pool.lend(config, use_cache, log, lent))
+            # The same line and status as main() gives (a signal reaches the agent, not a request).
+            except IotInvokeError as e:
+                _say(err, "iotinvoke: %s\n" % e)
+                status = e.exit_code
+            except KeyboardInterrupt:
+                where = lent[-1][0].interrupted_at() if lent else "before the invoke was sent"
+                _say(err, "iotinvoke: interrupted %s [interrupted]\n" % where)
+                status = REASONS["interrupted"][0]
+            except Exception as e:  # a bug: one line, never a traceback with local values
+                _say(err, "iotinvoke: internal error: %s: %s [internal-error]\n" % (type(e).__name__, _short(str(e))))
+                status = EX_SOFTWARE
+            finally:
+                with self._lock:
+                    self.executing -= 1
+            if "clear_cache" in _agent_scan(argv)[0] and status == EX_OK:
+                self.pool.clear()
+            else:
+                self.pool.give_back(lent)
+            return status, out.getvalue(), err.getvalue()
+        finally:
+            self.slots.release()
+
+    def _agent_argv(self, argv: list[str], peer: _AgentPeer | None) -> list[str]:
+        """Refuse what makes no sense through the agent; the agent's configuration file, always."""
+        options, positional = _agent_scan(argv)
+        if "credential_process" in options and peer is not None and peer.uid not in (os.geteuid(), 0):
+            # Another user may invoke through the agent without reading the device key; handing it
+            # the role's credentials would let it act as the device elsewhere, for up to an hour.
+            raise IotInvokeError("--credential-process is refused through the agent to uid %d: the role's credentials "
+                                 "go to the agent's own user only" % peer.uid, "agent-option-refused", "agent",
+                                 exit_code=EX_NOPERM)
+        for name in _AGENT_REFUSED_OPTIONS:
+            if name in options:
+                flag = "--" + name.replace("_", "-")
+                why = ("send each payload as a request of its own" if name == "stream"
+                       else "it is an option of the agent itself")
+                raise IotInvokeError("%s is refused through the agent: %s" % (flag, why), "agent-option-refused",
+                                     "agent")
+        if "config" in options:
+            asked = options["config"]
+            try:
+                same = os.path.isabs(asked) and os.path.samefile(asked, self.config.path)
+            except OSError:
+                same = False
+            if not same:
+                raise IotInvokeError("--config %s is refused through the agent: it serves %s only (give that absolute "
+                                     "path, or none)" % (asked, self.config.path), "agent-option-refused", "agent")
+        if len(positional) > 1 and positional[1].startswith("@"):
+            raise IotInvokeError("a payload file (@path) is refused through the agent: it would be read with the "
+                                 "agent's rights; send its content on standard input", "agent-option-refused", "agent")
+        return argv if "config" in options else ["--config", self.config.path] + argv
+
+
+def _agent_socket_path(config: Config, asked: str | None) -> str:
+    """--socket PATH, else agent.sock in the cache folder: a run-time folder (tmpfs) made 0700 for
+    the agent's user, which the cache already checks; the folder is the first fence around the socket."""
+    if asked:
+        return os.path.abspath(asked)
+    folder = _cache_location(config)[0]
+    if not folder:
+        raise IotInvokeError("no run-time folder for the agent's socket: pass --socket PATH", "usage", "agent")
+    return os.path.join(folder, AGENT_SOCKET_NAME)
+
+
+def _agent_listen_fd(environ: Any = os.environ) -> Any:
+    """The listening socket systemd passed (sd_listen_fds(3): LISTEN_PID is us, LISTEN_FDS >= 1, the
+    first at descriptor 3), or None. The variables are removed, so that no child takes them."""
+    import socket
+
+    pid, count = environ.get("LISTEN_PID", ""), environ.get("LISTEN_FDS", "")
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        environ.pop(name, None)
+    if not (pid.isdigit() and int(pid) == os.getpid() and count.isdigit() and int(count) >= 1):
+        return None
+    try:
+        listener = socket.socket(fileno=3)
+    except OSError as e:
+        raise IotInvokeError("systemd passed descriptor 3, but it is not a socket (%s)" % _os_reason(e), "config",
+                             "agent") from None
+    if listener.family != socket.AF_UNIX or listener.type != socket.SOCK_STREAM:
+        listener.detach()
+        raise IotInvokeError("systemd passed a socket that is not a Unix stream socket: use ListenStream=/PATH "
+                             "(the caller check, SO_PEERCRED, needs one)", "config", "agent")
+    os.set_inheritable(3, False)
+    return listener
+
+
+def _agent_bind(path: str, settings: _AgentSettings) -> Any:
+    """Bind path: its folder made 0700 (0710 with agent_groups) and refused when others may write
+    in it; the socket 0600, or 0660 with the first of agent_groups; a stale socket file replaced,
+    a live agent left alone."""
+    import socket
+    import stat
+
+    folder = os.path.dirname(path)
+    try:
+        os.mkdir(folder, 0o710 if settings.groups else 0o700)
+        if settings.groups:
+            os.chown(folder, -1, min(settings.groups))
+    except FileExistsError:
+        pass
+    except OSError as e:
+        raise IotInvokeError("cannot make %s: %s" % (folder, _os_reason(e)), "config", "agent") from None
+    st = os.stat(folder)
+    if st.st_uid not in (os.geteuid(), 0) or st.st_mode & 0o022:
+        raise IotInvokeError("%s is writable by others (mode %o): another user could put a socket in the agent's "
+                             "place; use a folder of mode 0700" % (folder, st.st_mode & 0o777), "config", "agent")
+    try:
+        existing = os.lstat(path)
+    except FileNotFoundError:
+        existing = None
+    if existing is not None:
+        if not stat.S_ISSOCK(existing.st_mode) or existing.st_uid != os.geteuid():
+            raise IotInvokeError("%s exists and is not a socket of ours: not replaced" % path, "config", "agent")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(path)
+        except OSError:
+            os.unlink(path)  # nothing listens: a stale socket of an agent that did not stop cleanly
+        else:
+            raise IotInvokeError("an agent already listens on %s" % path, "agent-running", "agent")
+        finally:
+            probe.close()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)  # created 0600: no moment when others could connect
+    try:
+        listener.bind(path)
+    except OSError as e:
+        listener.close()
+        raise IotInvokeError("cannot listen on %s: %s" % (path, _os_reason(e)), "config", "agent") from None
+    finally:
+        os.umask(old)
+    if settings.groups:
+        os.chown(path, -1, min(settings.groups))
+        os.chmod(path, 0o660)
+    listener.listen(min(socket.SOMAXCONN, 1024))
+    return listener
+
+
+def _agent_token_file(folder: str, settings: _AgentSettings) -> tuple[str, str]:
+    """A new random token at every start, in a file only the allowed users can read (0600, 0640 with
+    agent_groups): unmodified SDKs send it from AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE."""
+    import secrets
+
+    token = secrets.token_urlsafe(32)
+    path = os.path.join(folder, AGENT_TOKEN_NAME)
+    temp = path + ".%d.new" % os.getpid()
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        os.write(fd, token.encode())
+        if settings.groups:
+            os.fchown(fd, -1, min(settings.groups))
+            os.fchmod(fd, 0o640)
+    finally:
+        os.close(fd)
+    os.replace(temp, path)
+    return path, token
+
+
+def _agent_container_endpoint(agent: _Agent, port: int, token: str) -> Any:
+    """127.0.0.1:PORT serving GET /ENV: the environment's credentials in the ECS container
+    credentials format botocore's ContainerProvider reads (AccessKeyId, SecretAccessKey, Token,
+    Expiration), to a request whose Authorization header is the token: missing 401, wrong 403."""
+    import hmac
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        timeout = AGENT_REQUEST_TIMEOUT_S
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # the request line is harmless, but -v says what matters below
+
+        def _json(self, status: int, document: dict[str, Any]) -> None:
+            body = json.dumps(document).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            given = self.headers.get("Authorization")
+            if given is None:
+                self._json(401, {"code": "Unauthorized", "message": "the Authorization header is missing"})
+                return
+            if not hmac.compare_digest(given.strip().encode(), token.encode()):
+                self._json(403, {"code": "Forbidden", "message": "wrong authorization token"})
+                return
+            name = self.path.split("?", 1)[0].strip("/")
+            if name not in agent.config.environments:
+                self._json(404, {"code": "NotFound", "message": "no environment %r" % name[:64]})
+                return
+            lent: list[Any] = []
+            if not agent.slots.acquire(timeout=AGENT_QUEUE_WAIT_S):
+                self._json(503, {"code": "agent-busy", "message": "every worker of the agent is busy"})
+                return
+            try:
+                client = agent.pool.lend(load_config(agent.config.path), True, None, lent)
+                document = client.credentials(name).to_json()
+            except IotInvokeError as e:
+                status = 503 if e.exit_code == EX_TEMPFAIL else 502
+                self._json(status, {"code": e.reason or "Error", "message": str(e)})
+                return
+            finally:
+                agent.pool.give_back(lent)
+                agent.slots.release()
+            self._json(200, {"AccessKeyId": document["AccessKeyId"], "SecretAccessKey": document["SecretAccessKey"],
+                             "Token": document["SessionToken"], "Expiration": document["Expiration"]})
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+
+    server = Server(("127.0.0.1", port), Handler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
+    return server
+
+
+def _serve(options: dict[str, Any], positional: list[str], stderr: IO[str]) -> int:
+    """--serve: the agent, in the foreground until SIGTERM (or, socket-activated, an idle period)."""
+    import signal
+
+    if not options.get("serve"):
+        raise IotInvokeError("--socket and --container-credentials go with --serve", "usage")
+    if positional or any(options.get(a) for a in ("stream", "doctor", "credential_process", "clear_cache", "event",
+                                                   "dry_run")):
+        raise IotInvokeError("--serve takes no ENV, PAYLOAD or action: each caller names its own", "usage")
+
+    def log(message: str) -> None:
+        _say(stderr, "iotinvoke: " + message + "\n")
+
+    config = load_config(options.get("config"))
+    config.path = os.path.abspath(config.path)
+    settings = _AgentSettings(config)
+    port = None
+    if options.get("container_credentials") is not None:
+        number = _bounded(options["container_credentials"], int, 1, 65535)
+        port = int(number) if number is not None else None
+        if port is None:
+            raise IotInvokeError("--container-credentials takes a TCP port from 1 to 65535", "usage")
+    # SIGTERM from here on stops the agent cleanly, even one that arrives before it serves.
+    serving: list[_Agent] = []
+    stop_early: list[int] = []
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if serving:
+            serving[0].stop()
+        else:
+            stop_early.append(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, on_signal)
+    listener = _agent_listen_fd()
+    activated = listener is not None
+    if listener is None:
+        path = _agent_socket_path(config, options.get("socket"))
+        listener = _agent_bind(path, settings)
+        if settings.groups and not os.stat(os.path.dirname(path)).st_mode & 0o010:
+            log("agent: %s is closed to the agent_groups (mode %o): their members cannot reach the socket; "
+                "use --socket in a folder of mode 0710" % (os.path.dirname(path), os.stat(os.path.dirname(path)).st_mode & 0o777))
+    else:
+        path = listener.getsockname()
+    listener.setblocking(False)
+    agent = _Agent(config, settings, listener, activated=activated, log=log, verbose=bool(options.get("verbose")))
+    serving.append(agent)
+    if stop_early:
+        agent.stop()
+    endpoint = None
+    token_path = None
+    try:
+        if port is not None:
+            token_path, token = _agent_token_file(os.path.dirname(path), settings)
+            try:
+                endpoint = _agent_container_endpoint(agent, port, token)
+            except OSError as e:
+                raise IotInvokeError("cannot listen on 127.0.0.1:%d: %s" % (port, _os_reason(e)), "config",
+                                     "agent") from None
+            log("agent: container credentials on http://127.0.0.1:%d/ENV; token in %s" % (port, token_path))
+        log("agent: serving %s on %s%s" % (config.path, path, " (socket-activated)" if activated else ""))
+        return agent.serve()
+    finally:
+        if endpoint is not None:
+            endpoint.shutdown()
+            endpoint.server_close()
+        if token_path is not None:
+            try:
+                os.unlink(token_path)
+            except OSError:
+                pass
+        if not activated:  # systemd owns its socket file; ours goes with us, then the backlog is answered
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+            agent.sweep()
+        listener.close()
+
 
 
 def main(argv: list[str] | None = None) -> int:
