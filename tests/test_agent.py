@@ -18,6 +18,7 @@ import socket
 import stat
 import struct
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -453,7 +454,7 @@ def test_a_caller_of_another_uid_is_refused_77_unless_allowed(example: Path, aws
                         '{"test":"test1"}', cache=tmp_path / "nobody-cache", user="nobody")
         assert (allowed.code, allowed.stdout) == (0, SEED_ANSWER), allowed.stderr
         # Invoking, yes; the role's credentials, no: those go to the agent's own user only.
-        secrets = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", PYTHON, "-c",
+        secrets = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable, "-c",
                                   "import socket, struct, sys; s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); "
                                   "a = [b'--credential-process', b'dev']; "
                                   "s.sendall(b'IIA1' + struct.pack('>I', 2) + b''.join(struct.pack('>I', len(x)) + x "
