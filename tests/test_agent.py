@@ -138,9 +138,24 @@ def start_agent(config: Path, folder: Path, cache: Path, *extra: str, wrapper: l
         proc = subprocess.Popen(argv + list(extra), stdin=subprocess.DEVNULL, stdout=f, stderr=f,
                                 env=cli.environment(cache), pass_fds=pass_fds)
     agent = Agent(proc, path, log)
+    STARTED.append(proc)
     wait_for(lambda: proc.poll() is not None or connectable(path) and "serving" in agent.log, what="the agent")
     assert proc.poll() is None, f"the agent exited {proc.returncode}: {agent.log}"
     return agent
+
+
+STARTED: list[subprocess.Popen[bytes]] = []
+
+
+@pytest.fixture(autouse=True)
+def no_agent_left_behind() -> Iterator[None]:
+    """An agent a failed test did not stop is killed, so it cannot outlive the session."""
+    yield
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.fixture
@@ -432,7 +447,7 @@ def test_a_caller_of_another_uid_is_refused_77_unless_allowed(example: Path, aws
     folder = Path(tempfile.mkdtemp(prefix="iotinvoke-agent-"))
     try:
         proc_log = tmp_path / "refusing.log"
-        started = []
+        started: list[subprocess.Popen[bytes]] = []
         configs = (aws.config_path, config_with(aws, "agent-nobody.ini", "agent_users = nobody\n"))
         for config in configs:
             path = folder / ("agent-%d.sock" % len(started))
@@ -469,6 +484,10 @@ def test_a_caller_of_another_uid_is_refused_77_unless_allowed(example: Path, aws
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(30) == 0
     finally:
+        for proc in started:  # a failed assertion above must not leave agents behind
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
         shutil.rmtree(folder, ignore_errors=True)
 
 
