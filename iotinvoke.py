@@ -3882,6 +3882,7 @@ class _Agent:
         self.served = 0
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
+        self.wake_poll_s: float | None = None  # a signal wakes select() through the pipe (see _serve)
 
     def _warn(self, message: str) -> None:
         """A Client's note, to the standard error of the request being served (as the CLI says it)."""
@@ -3892,6 +3893,10 @@ class _Agent:
             self.log(message)
 
     # -- life cycle
+
+    @property
+    def wake_fd(self) -> int:
+        return self._wake_w
 
     def stop(self) -> None:
         """From a signal handler or another thread: stop accepting, let invokes in flight finish."""
@@ -3925,7 +3930,7 @@ class _Agent:
             # start; otherwise it answers them "agent-stopping" (75, nothing ran) until it is gone.
             watched = [self._wake_r] if self.stopping.is_set() and self.activated else [self.listener, self._wake_r]
             # A board sleeps between callers: no periodic wake-up unless an idle exit is due.
-            timeout: float | None = None
+            timeout: float | None = self.wake_poll_s
             if self.stopping.is_set():
                 timeout = 0.05
             elif self.activated and self.settings.idle_exit_s > 0:
@@ -4395,6 +4400,13 @@ def _serve(options: dict[str, Any], positional: list[str], stderr: IO[str]) -> i
     listener.setblocking(False)
     agent = _Agent(config, settings, listener, activated=activated, log=log, verbose=bool(options.get("verbose")))
     serving.append(agent)
+    # The kernel may hand SIGTERM to any thread; Python runs its handler in the main thread only
+    # when that thread runs bytecode, which a select() without timeout never does: the C-level
+    # handler's byte in the wake-up pipe ends the select() (signal.set_wakeup_fd).
+    try:
+        signal.set_wakeup_fd(agent.wake_fd)
+    except ValueError:  # not the main thread (_run called by a program): look every second instead
+        agent.wake_poll_s = 1.0
     if stop_early:
         agent.stop()
     endpoint = None
@@ -4411,6 +4423,8 @@ def _serve(options: dict[str, Any], positional: list[str], stderr: IO[str]) -> i
         log("agent: serving %s on %s%s" % (config.path, path, " (socket-activated)" if activated else ""))
         return agent.serve()
     finally:
+        if agent.wake_poll_s is None:
+            signal.set_wakeup_fd(-1)
         if endpoint is not None:
             endpoint.shutdown()
             endpoint.server_close()
