@@ -3566,8 +3566,8 @@ REASONS.update({
     "agent-running": (EX_UNAVAILABLE, NOTHING_SENT, "--serve: another agent already listens on that socket", "", ""),
 })
 CONFIG_KEYS.update({
-    "agent_users": ("global", "names", None, "", "users (names or uids) the agent serves besides its own user "
-                    "(README: The agent)"),
+    "agent_users": ("global", "names", None, "", "users (names or uids) the agent (--serve) serves besides its "
+                    "own user"),
     "agent_groups": ("global", "names", None, "", "groups (names or gids) whose members the agent serves"),
     "agent_idle_exit": ("global", "idle-seconds", None, "", "socket-activated, the agent exits after this long "
                         "without a caller (default %g s; 0: never)" % AGENT_IDLE_EXIT_S),
