@@ -173,7 +173,7 @@ def agent(aws: StandIn, tmp_path: Path, cache: Path) -> Iterator[Agent]:
 
 
 @pytest.fixture(scope="module")
-def example(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     gcc = shutil.which("gcc")
     if gcc is None:
         pytest.skip("gcc is not installed: cannot compile scripts/example.c")
@@ -184,7 +184,8 @@ def example(tmp_path_factory: pytest.TempPathFactory) -> Path:
     done = subprocess.run([gcc, *CFLAGS, "-o", str(binary), str(ROOT / "scripts" / "example.c")],
                           capture_output=True, text=True)
     assert done.returncode == 0 and done.stderr == "", done.stderr
-    return binary
+    yield binary
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def run_c(example: Path, *args: str, cache: Path, stdin: bytes = b"", user: str | None = None,
