@@ -3139,9 +3139,11 @@ def _client_context(text: str | None) -> str | None:
 
 
 def _run(argv: list[str], stdin: IO[bytes] | None, stdout: IO[bytes] | None, stderr: IO[str], *,
-         make_client: Callable[[Config, bool, Callable[[str], None] | None], Client] | None = None) -> int:
+         make_client: Callable[[Config, bool, Callable[[str], None] | None], Client] | None = None,
+         load: Callable[[str | None], Config] = load_config) -> int:
     """The command without its process: returns the exit status, raises IotInvokeError (main() makes
-    the line). ``make_client(config, use_cache, log)``: a Client to use (the agent's warm ones)."""
+    the line). ``make_client(config, use_cache, log)``: a Client to use (the agent's warm ones);
+    ``load``: how the configuration is read (the agent's keeps it while its files are unchanged)."""
     options, positional = _parse_args(argv)
     # Help and version go to stdout, as users expect of any command (`--help | less`); an invoke
     # never writes anything there but the payload.
@@ -3163,8 +3165,12 @@ def _run(argv: list[str], stdin: IO[bytes] | None, stdout: IO[bytes] | None, std
         if stdout is None and invocation_type == "RequestResponse":
             raise IotInvokeError("standard output is closed: the function's answer could not be delivered; "
                                  "nothing was sent", "stdout-closed", "output")
-    config = load_config(options.get("config"))
-    config.connect_timeout = timeouts[0] or config.connect_timeout
+    config = load(options.get("config"))
+    if timeouts[0] is not None:  # a copy: a loaded configuration may be shared (the agent's)
+        import copy
+
+        config = copy.copy(config)
+        config.connect_timeout = timeouts[0]
     log: Callable[[str], None] | None = None
     if options.get("verbose"):
         log = lambda message: _say(stderr, "iotinvoke: " + message + "\n")  # noqa: E731
@@ -3761,6 +3767,40 @@ class _AgentPool:
         self.refusals.clear()
 
 
+class _AgentConfigs:
+    """load_config's result, kept while the configuration file and every file it names are the same
+    files, unchanged (inode, size, modification time): read and checked again when one changes."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+        self._kept: dict[str, tuple[tuple[object, ...], Config]] = {}
+
+    def load(self, path: str | None) -> Config:
+        path = find_config(path)
+        kept = self._kept.get(path)
+        if kept is not None and kept[0] == self._stamp(kept[1]):
+            return kept[1]
+        config = load_config(path)
+        with self._lock:
+            self._kept[path] = (self._stamp(config), config)
+        return config
+
+    @staticmethod
+    def _stamp(config: Config) -> tuple[object, ...]:
+        paths = [config.path, config.cert, config.key, config.ca, config.pin_file, config.openssl_conf]
+        paths += [env.ca_bundle for env in config.environments.values()]
+        stamp: list[object] = []
+        for path in paths:
+            try:
+                st = os.stat(path) if path else None
+                stamp.append((st.st_ino, st.st_size, st.st_mtime_ns, st.st_mode, st.st_uid) if st else None)
+            except OSError:
+                stamp.append(None)
+        return tuple(stamp)
+
+
 class _AgentReader:
     """Exactly-sized reads off a socket, all before one deadline; a small request takes one recv()."""
 
@@ -3869,6 +3909,7 @@ class _Agent:
         self.max_connections, self.stop_wait_s = max_connections, stop_wait_s
         self._local = threading.local()
         self.pool = _AgentPool(_AgentRefusals(), self._warn)
+        self.configs = _AgentConfigs()
         self.slots = threading.BoundedSemaphore(max_callers)
         self._lock = threading.Lock()
         self._idle_since = time.monotonic()
@@ -4131,7 +4172,7 @@ class _Agent:
             with self._lock:
                 self.executing += 1
             try:
-                status = _run(argv, io.BytesIO(stdin), out, err,
+                status = _run(argv, io.BytesIO(stdin), out, err, load=self.configs.load,
                               make_client=lambda config, use_cache, log: self.pool.lend(config, use_cache, log, lent))
             # The same line and status as main() gives (a signal reaches the agent, not a request).
             except IotInvokeError as e:

@@ -40,7 +40,8 @@
  *     there (no socket file, connection refused), running iotinvoke as above.
  *
  * Usage:
- *   example [-a SOCKET] [-p PYTHON] [-d DIR | -s SCRIPT] [-c CONFIG] [-r RETRIES] [-w SECONDS] ENV [PAYLOAD]
+ *   example [-a SOCKET] [-p PYTHON] [-d DIR | -s SCRIPT] [-c CONFIG] [-r RETRIES] [-w SECONDS]
+ *           [-t SECONDS] ENV [PAYLOAD]
  *
  *   ENV        the environment (a section of iotinvoke's config file), e.g. dev
  *   PAYLOAD    the JSON payload; "-" or absent: read it from standard input
@@ -57,6 +58,10 @@
  *   -r RETRIES how many times to run again after exit status 75, 0 to 10 (default: 3)
  *   -w SECONDS the longest wait before running again that iotinvoke may ask for (default: 120;
  *              0 ignores its hint and backs off 1, 2, 4 ... s)
+ *   -t SECONDS the whole call's bound, retries and waits included (default: 60; 0: none). When it
+ *              runs out, iotinvoke is stopped with SIGTERM and says whether its invoke had been
+ *              sent: exit status 74 if the function may have run, else 75. A caller with a
+ *              deadline of its own passes it here; a function that runs longer needs a larger -t.
  *   -a SOCKET  ask the agent listening on SOCKET (e.g. /run/iotinvoke/agent.sock); fall back to
  *              running iotinvoke when nothing listens there. A request the agent may have
  *              started is never sent again: its lost answer is exit status 74, as ever.
@@ -72,8 +77,9 @@
  * Try it against the local stand-in of AWS (see scripts/standin.py), from this repository:
  *   echo '{"test":"test1"}' | ./example -d . -c /tmp/aws/iotinvoke.ini dev
  *
- * There is no overall time limit here: iotinvoke bounds every request itself (--connect-timeout,
- * --read-timeout). The program is single-threaded; a multi-threaded caller must create the
+ * iotinvoke bounds every request itself (--connect-timeout, --read-timeout); -t bounds the whole
+ * call, retries and waits included, so a board with its network down answers within it (without
+ * it, three retries of a cold call could take minutes). The program is single-threaded; a multi-threaded caller must create the
  * pipes with O_CLOEXEC atomically (pipe2) so that other threads' children don't inherit them.
  */
 #ifndef _POSIX_C_SOURCE
@@ -91,6 +97,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/types.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -107,6 +114,9 @@ extern char **environ;
 #define DEFAULT_RETRIES 3
 #define MAX_DELAY_MS 30000u
 #define DEFAULT_MAX_WAIT_S 120u
+/* The whole call's bound (-t): what a C developer expects of one call on a board, not minutes. */
+#define DEFAULT_DEADLINE_S 60u
+#define STOP_GRACE_MS 5000 /* after SIGTERM, how long iotinvoke may take to say its line */
 #define CHUNK 65536u
 #define DEFAULT_DIR "/usr/local/lib/iotinvoke"
 #define PYTHONPATH_IS "PYTHONPATH="
@@ -303,6 +313,23 @@ static int guard_std_fds(void)
     return 0;
 }
 
+/* The whole call's deadline (-t), on the monotonic clock; none when deadline_set is 0. */
+static struct timespec deadline_at;
+static int deadline_set;
+
+/* Milliseconds left before the deadline (0 once passed), or -1 without one: poll()'s timeout. */
+static int remaining_ms(void)
+{
+    struct timespec now;
+    long long ms;
+
+    if (!deadline_set)
+        return -1;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    ms = (long long)(deadline_at.tv_sec - now.tv_sec) * 1000 + (deadline_at.tv_nsec - now.tv_nsec) / 1000000;
+    return ms <= 0 ? 0 : ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
 /*
  * Runs argv once with payload on its standard input; fills r. Returns 0 when the child was
  * run and reaped (its status in r->status), or an exit status after saying why not.
@@ -315,7 +342,7 @@ static int run_once(char *const argv[], char *const envp[], const struct buf *pa
     sigset_t pipe_only, none;
     pid_t pid = -1;
     size_t sent = 0;
-    int rc, i, failed = 0;
+    int rc, i, failed = 0, stopped = 0;
 
     if (pipe(in) != 0 || pipe(out) != 0 || pipe(err) != 0) {
         say("pipe: %s", strerror(errno));
@@ -388,12 +415,25 @@ static int run_once(char *const argv[], char *const envp[], const struct buf *pa
         int e_at = watch(fds, &n, err[0], POLLIN);
         char chunk[CHUNK];
 
-        if (poll(fds, n, -1) < 0) {
+        int ready = poll(fds, n, stopped ? STOP_GRACE_MS : remaining_ms());
+
+        if (ready < 0) {
             if (errno == EINTR)
                 continue;
             say("poll: %s", strerror(errno));
             failed = EX_OSERR;
             break;
+        }
+        if (ready == 0) {
+            if (stopped) { /* it did not end after SIGTERM: it cannot say more */
+                kill(pid, SIGKILL);
+                break;
+            }
+            /* -t ran out: iotinvoke ends with its line, saying whether the invoke had been sent. */
+            kill(pid, SIGTERM);
+            stopped = 1;
+            close_fd(&in[1]);
+            continue;
         }
         if (w_at >= 0 && fds[w_at].revents != 0) {
             size_t left = payload->len - sent;
@@ -556,6 +596,14 @@ static int agent_once(const char *path, const char *config, const char *env, con
             return AGENT_ABSENT;
         say("cannot reach the agent at %s: %s", path, strerror(e));
         return e == EACCES || e == EPERM ? EX_NOPERM : EX_UNAVAILABLE;
+    }
+    if (deadline_set) { /* -t: a read or write past the bound fails, as a cut connection does */
+        int left = remaining_ms();
+        struct timeval tv;
+        tv.tv_sec = (left > 0 ? left : 1) / 1000;
+        tv.tv_usec = (suseconds_t)((left > 0 ? left : 1) % 1000) * 1000;
+        (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     }
 
     if (config != NULL) {
@@ -782,7 +830,8 @@ static int make_absolute(const char **paths[], char *made[], size_t n)
 
 static void usage(void)
 {
-    fputs("usage: " PROG " [-a SOCKET] [-p PYTHON] [-d DIR | -s SCRIPT] [-c CONFIG] [-r RETRIES] [-w SECONDS] ENV [PAYLOAD]\n", stderr);
+    fputs("usage: " PROG " [-a SOCKET] [-p PYTHON] [-d DIR | -s SCRIPT] [-c CONFIG] [-r RETRIES] [-w SECONDS]"
+          " [-t SECONDS] ENV [PAYLOAD]\n", stderr);
 }
 
 int main(int argc, char *argv[])
@@ -802,9 +851,9 @@ int main(int argc, char *argv[])
     struct run r;
     struct sigaction ignore;
     int retries = DEFAULT_RETRIES, attempt, opt, n = 0, code = EX_OK;
-    unsigned max_wait_ms = DEFAULT_MAX_WAIT_S * 1000u;
+    unsigned max_wait_ms = DEFAULT_MAX_WAIT_S * 1000u, deadline_s = DEFAULT_DEADLINE_S;
 
-    while ((opt = getopt(argc, argv, "a:p:d:s:c:r:w:h")) != -1) {
+    while ((opt = getopt(argc, argv, "a:p:d:s:c:r:w:t:h")) != -1) {
         switch (opt) {
         case 'a': agent = optarg; break;
         case 'p': python = optarg; break;
@@ -833,6 +882,18 @@ int main(int argc, char *argv[])
                 return EX_USAGE;
             }
             max_wait_ms = (unsigned)value * 1000u;
+            break;
+        }
+        case 't': {
+            char *end;
+            long value;
+            errno = 0;
+            value = strtol(optarg, &end, 10);
+            if (errno != 0 || end == optarg || *end != '\0' || value < 0 || value > 86400) {
+                say("-t takes the whole call's bound in seconds, from 0 (none) to 86400");
+                return EX_USAGE;
+            }
+            deadline_s = (unsigned)value;
             break;
         }
         case 'h': usage(); return EX_OK;
@@ -915,6 +976,11 @@ int main(int argc, char *argv[])
     child_argv[n++] = "-";  /* the payload comes on standard input */
     child_argv[n] = NULL;
 
+    if (deadline_s > 0) {
+        clock_gettime(CLOCK_MONOTONIC, &deadline_at);
+        deadline_at.tv_sec += (time_t)deadline_s;
+        deadline_set = 1;
+    }
     for (attempt = 1;; attempt++) {
         int failed;
         const char *line;
@@ -940,6 +1006,13 @@ int main(int argc, char *argv[])
             code = EX_PROTOCOL;
         } else {
             code = r.from_agent ? r.status : WEXITSTATUS(r.status);
+            if (code == 143 && deadline_set && remaining_ms() == 0) {
+                /* Stopped by -t: iotinvoke's line says whether the function may have run. */
+                say("%s: the call's bound of %u s ran out: %s", env, deadline_s, line);
+                code = strstr(line, "may have run") != NULL ? EX_IOERR : EX_TEMPFAIL;
+                buf_free(&r.out);
+                break;
+            }
             if (code == 1 && strncmp(line, "iotinvoke: ", strlen("iotinvoke: ")) != 0)
                 code = strstr(line, "No module named") != NULL ? -1 : -2; /* Python's 1, below */
             switch (code) {
@@ -958,10 +1031,16 @@ int main(int argc, char *argv[])
             case EX_TEMPFAIL:
                 if (attempt <= retries) {
                     unsigned ms = max_wait_ms ? hinted_ms(line) : 0;
+                    int left = remaining_ms();
                     if (ms == 0)
                         ms = backoff_ms(attempt);
                     else if (ms > max_wait_ms)
                         ms = max_wait_ms;
+                    if (left >= 0 && (unsigned)left <= ms) { /* no time to wait and run again */
+                        say("%s: transient failure, and the call's bound of %u s leaves no time to retry: %s",
+                            env, deadline_s, line);
+                        break;
+                    }
                     say("%s: transient failure, retrying in %u.%01u s (retry %d of %d): %s", env,
                         ms / 1000u, ms % 1000u / 100u, attempt, retries, line);
                     buf_free(&r.out);

@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -339,3 +340,52 @@ def test_clean_under_valgrind(example: Path, aws: StandIn, cache: Path, case: st
         assert result.code == 0, result.stderr
         assert json.loads(result.stdout)["event"] == big
     assert "==" not in result.stderr, f"valgrind reported:\n{result.stderr}"
+
+
+# --- the whole call's bound (-t) -----------------------------------------------------------------------
+
+
+def test_with_the_network_down_a_cold_call_ends_within_its_bound(example: Path, aws: StandIn, cache: Path,
+                                                                tmp_path: Path) -> None:
+    """Issue 18: with the network down and a cold cache the C example waited 216 s. Hop 1's endpoint
+    here accepts no connection (a listening socket nobody accepts on): -t 4 ends the call, 75."""
+    import socket
+
+    from hostile import config_with
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)
+        config = config_with(aws.config_path, iot="https://localhost:%d" % server.getsockname()[1],
+                             defaults={"connect_timeout": "30"})
+        started = time.monotonic()
+        result = run_c(example, "-t", "4", "dev", cache=cache, config=config, stdin=b"{}")
+        elapsed = time.monotonic() - started
+    assert result.code == 75, result.stderr
+    assert "the call's bound of 4 s ran out" in result.stderr and "before the invoke was sent" in result.stderr
+    assert elapsed < 4 + 8, elapsed  # the bound, then iotinvoke's line after SIGTERM (not 30 s, not minutes)
+    assert aws.count("lambda") == 0
+
+
+def test_a_bound_that_runs_out_after_the_invoke_went_out_is_74(example: Path, aws: StandIn, cache: Path) -> None:
+    warm = call(example, aws, cache, "dev", stdin=b"{}")
+    assert warm.code == 0, warm.stderr
+    before = len(aws.invocations)
+    aws.fault("lambda", "delay", count=1, seconds=8)  # the function runs, its answer comes late
+    result = call(example, aws, cache, "-t", "3", "dev", stdin=b"{}")
+    assert result.code == 74, result.stderr
+    assert "may have run" in result.stderr and len(aws.invocations) - before == 1
+
+
+def test_retries_stop_when_the_bound_leaves_no_time(example: Path, aws: StandIn, cache: Path) -> None:
+    from hostile import config_with
+
+    config = config_with(aws.config_path, defaults={"max_attempts": "1"})  # iotinvoke answers 75 at once
+    aws.fault("lambda", "throttle", count=50)
+    warm_up = run_c(example, "-r", "0", "dev", cache=cache, config=config, stdin=b"{}")  # fills the cache
+    assert warm_up.code == 75, warm_up.stderr
+    started = time.monotonic()
+    result = run_c(example, "-t", "2", "-r", "5", "dev", cache=cache, config=config, stdin=b"{}")
+    elapsed = time.monotonic() - started
+    assert result.code == 75 and "leaves no time to retry" in result.stderr, result.stderr
+    assert elapsed < 2 + 8, elapsed
