@@ -61,9 +61,13 @@ __all__ = [
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import configparser
+    import http.server
+    import queue
     import re
+    import socket
     import ssl
-    from typing import IO, Any, Callable, Mapping, Protocol, TypeVar
+    import types
+    from typing import IO, Any, Callable, Mapping, MutableMapping, Protocol, TypeVar
     from xml.etree.ElementTree import Element
 
     import urllib3
@@ -972,19 +976,7 @@ def _environment(name: str, section: dict[str, str], config: Config, folder: str
         for key in ("external_id", "duration_seconds"):
             if fields[key] is not None:
                 raise ConfigError("%s needs role_arn (it is sent with AssumeRole)" % key, path, name, key)
-    match = _compile(_KINDS["function"][0]).fullmatch(env.function)
-    arn_region = match.group("region") if match else None
-    env.region = env.region or arn_region or config.region or ""
-    partition = _partition(env.region)
-    if partition is None:
-        raise ConfigError("cannot tell the region: give region, or the function as a full ARN" if not env.region else
-                          "%r is not a region of the partitions iotinvoke supports (%s)" % (
-                              env.region, ", ".join(p[0] for p in PARTITIONS)), path, name, "region")
-    for key in ("function", "role_arn"):
-        value = str(fields[key] or "")
-        if value.startswith("arn:") and value.split(":")[1] != partition[0]:
-            raise ConfigError("the ARN's partition %r is not %s's (%s)" % (value.split(":")[1], env.region, partition[0]),
-                              path, name, key)
+    partition = _env_partition(env, config, path)
     if env.duration_seconds is not None:
         env.duration_seconds = int(env.duration_seconds)
     for key, service in (("sts_endpoint", "sts"), ("lambda_endpoint", "lambda")):
@@ -993,6 +985,24 @@ def _environment(name: str, section: dict[str, str], config: Config, folder: str
     env.ca_bundle_source = ("AWS_CA_BUNDLE" if environ.get("AWS_CA_BUNDLE") else
                             "[%s] ca_bundle" % name if env.ca_bundle else "")
     return env
+
+
+def _env_partition(env: Environment, config: Config, path: str) -> tuple[str, str]:
+    """The environment's region (given, else the function ARN's, else the IoT endpoint's) and its
+    partition's (name, DNS suffix); the ARNs must be of that partition."""
+    match = _compile(_KINDS["function"][0]).fullmatch(env.function)
+    env.region = env.region or (match.group("region") if match else None) or config.region or ""
+    partition = _partition(env.region)
+    if partition is None:
+        raise ConfigError("cannot tell the region: give region, or the function as a full ARN" if not env.region else
+                          "%r is not a region of the partitions iotinvoke supports (%s)" % (
+                              env.region, ", ".join(p[0] for p in PARTITIONS)), path, env.name, "region")
+    for key in ("function", "role_arn"):
+        value = str(getattr(env, key) or "")
+        if value.startswith("arn:") and value.split(":")[1] != partition[0]:
+            raise ConfigError("the ARN's partition %r is not %s's (%s)" % (value.split(":")[1], env.region, partition[0]),
+                              path, env.name, key)
+    return partition
 
 
 def _check_keys(section: Mapping[str, str], name: str, defaults: Mapping[str, str], path: str) -> None:
@@ -2804,7 +2814,7 @@ class Client:
             headers["x-amzn-iot-thingname"] = config.thing_name
         client_cert = (config.cert, config.key)
 
-        def send(_: Any) -> Credentials:
+        def send(_: object) -> Credentials:
             response = self._transport.send("iot", "GET", url, headers, None, read_timeout=config.credentials_timeout,
                                             max_bytes=MAX_CREDENTIALS_RESPONSE_BYTES, ca=config.ca,
                                             ca_source="[iot] ca" if config.ca else "", client_cert=client_cert)
@@ -3165,16 +3175,7 @@ def _run(argv: list[str], stdin: IO[bytes] | None, stdout: IO[bytes] | None, std
         if stdout is None and invocation_type == "RequestResponse":
             raise IotInvokeError("standard output is closed: the function's answer could not be delivered; "
                                  "nothing was sent", "stdout-closed", "output")
-    config = load(options.get("config"))
-    if timeouts[0] is not None:  # a copy: a loaded configuration may be shared (the agent's)
-        import copy
-
-        config = copy.copy(config)
-        config.connect_timeout = timeouts[0]
-    log: Callable[[str], None] | None = None
-    if options.get("verbose"):
-        log = lambda message: _say(stderr, "iotinvoke: " + message + "\n")  # noqa: E731
-        log("config: %s" % config.path)
+    config, log = _configured(load(options.get("config")), timeouts[0], bool(options.get("verbose")), stderr)
     if make_client is None:
         def make_client(config: Config, use_cache: bool, log: Callable[[str], None] | None) -> Client:
             return Client(config, use_cache=use_cache, log=log,
@@ -3186,8 +3187,15 @@ def _run(argv: list[str], stdin: IO[bytes] | None, stdout: IO[bytes] | None, std
         if log is not None:
             log("cache: removed %d files" % removed)
         return EX_OK
-    name = positional[0]
-    client.environment(name)  # unknown environment: exit 64 before any network call
+    client.environment(positional[0])  # unknown environment: exit 64 before any network call
+    return _act(action, client, positional[0], payload, invocation_type, options, client_context, timeouts[1], stdin,
+                stdout, stderr, log)
+
+
+def _act(action: str, client: Client, name: str, payload: bytes, invocation_type: str, options: dict[str, Any],
+         client_context: str | None, read_timeout: float | None, stdin: IO[bytes] | None, stdout: IO[bytes] | None,
+         stderr: IO[str], log: Callable[[str], None] | None) -> int:
+    """What the command line asked of environment ``name``, once everything was checked."""
     if action == "doctor":
         import io
 
@@ -3205,11 +3213,30 @@ def _run(argv: list[str], stdin: IO[bytes] | None, stdout: IO[bytes] | None, std
         if stdin is None or stdout is None:
             raise IotInvokeError("--stream needs standard input and output open", "stream-closed", "output")
         return _stream(client, name, stdin, stdout, log, bool(options.get("log_tail")), options.get("qualifier"),
-                       client_context, timeouts[1])
+                       client_context, read_timeout)
     result = client.invoke(name, payload, invocation_type, log_tail=bool(options.get("log_tail")),
                            qualifier=options.get("qualifier"), client_context=client_context,
-                           read_timeout=timeouts[1], validate=False)
+                           read_timeout=read_timeout, validate=False)
     return _answer(result, stdout, stderr)
+
+
+def _configured(config: Config, connect_timeout: float | None, verbose: bool,
+                stderr: IO[str]) -> tuple[Config, Callable[[str], None] | None]:
+    """The configuration with --connect-timeout applied (to a copy: a loaded configuration may be
+    shared, as the agent's is), and the -v log."""
+    if connect_timeout is not None:
+        import copy
+
+        config = copy.copy(config)
+        config.connect_timeout = connect_timeout
+    if not verbose:
+        return config, None
+
+    def log(message: str) -> None:
+        _say(stderr, "iotinvoke: " + message + "\n")
+
+    log("config: %s" % config.path)
+    return config, log
 
 
 def _check_command(options: dict[str, Any], positional: list[str]) -> str:
@@ -3611,7 +3638,7 @@ class _AgentPeer:
         self.pid, self.uid, self.gid, self.groups = pid, uid, gid, groups
 
 
-def _agent_peer(sock: Any, with_groups: bool) -> _AgentPeer:
+def _agent_peer(sock: socket.socket, with_groups: bool) -> _AgentPeer:
     """The caller's credentials as the kernel saw them at connect(): SO_PEERCRED, unix(7); its
     supplementary groups too when ``with_groups``."""
     import socket
@@ -3697,7 +3724,7 @@ class _AgentRefusals:
 class _AgentClient(Client):
     """A pooled Client: its hops 1-2 go through the agent's refusal cache."""
 
-    pool_key: tuple[Any, ...] = ()
+    pool_key: tuple[object, ...] = ()
     refusals: _AgentRefusals
 
     def credentials(self, name: str, refused: str | None = None) -> Credentials:
@@ -3719,10 +3746,10 @@ class _AgentPool:
         self.created = 0
 
     @staticmethod
-    def _key(config: Config) -> tuple[Any, ...]:
+    def _key(config: Config) -> tuple[object, ...]:
         """What a warm Client took in when it was made: a changed configuration file, certificate,
         key or CA file (a rotated certificate) makes a new one."""
-        key: list[Any] = [os.path.realpath(config.path), getattr(config, "connect_timeout", None)]
+        key: list[object] = [os.path.realpath(config.path), getattr(config, "connect_timeout", None)]
         for path in (config.path, getattr(config, "cert", None), getattr(config, "key", None), getattr(config, "ca", None)):
             try:
                 st = os.stat(path) if path else None
@@ -3731,7 +3758,7 @@ class _AgentPool:
                 key.append(None)
         return tuple(key)
 
-    def lend(self, config: Config, use_cache: bool, log: Callable[[str], None] | None, lent: list[Any]) -> Client:
+    def lend(self, config: Config, use_cache: bool, log: Callable[[str], None] | None, lent: list[tuple[Client, int | None]]) -> Client:
         if not use_cache or log is not None:
             # --no-cache, --doctor, -v: a Client of its own, as the CLI would make.
             fresh = Client(config, use_cache=use_cache, log=log, warn=self.warn)
@@ -3753,11 +3780,11 @@ class _AgentPool:
         lent.append((client, generation))
         return client
 
-    def give_back(self, lent: list[Any]) -> None:
+    def give_back(self, lent: list[tuple[Client, int | None]]) -> None:
         with self._lock:
             for client, generation in lent:
                 if generation == self._generation and len(self._idle) < AGENT_MAX_CALLERS:  # None: unpooled
-                    self._idle.append(client)
+                    self._idle.append(client)  # type: ignore[arg-type]  # a pooled one is an _AgentClient
 
     def clear(self) -> None:
         """After --clear-cache: no warm Client keeps credentials in memory."""
@@ -3804,7 +3831,7 @@ class _AgentConfigs:
 class _AgentReader:
     """Exactly-sized reads off a socket, all before one deadline; a small request takes one recv()."""
 
-    def __init__(self, sock: Any, deadline: float) -> None:
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
         self._sock, self._deadline, self._buffer = sock, deadline, b""
 
     def exact(self, size: int) -> bytes:
@@ -3828,7 +3855,7 @@ class _AgentReader:
         return b"".join(chunks)
 
 
-def _agent_read_request(sock: Any, deadline: float, reserve: Callable[[int], bool]) -> tuple[list[str], bytes]:
+def _agent_read_request(sock: socket.socket, deadline: float, reserve: Callable[[int], bool]) -> tuple[list[str], bytes]:
     """One request off the socket, every field bounded before it is read; reserve(n) claims n bytes
     of the agent's budget for standard input (AGENT_MAX_BYTES_IN_FLIGHT), False when it is spent."""
     import struct
@@ -3866,24 +3893,13 @@ def _agent_read_request(sock: Any, deadline: float, reserve: Callable[[int], boo
 
 
 def _agent_scan(argv: list[str]) -> tuple[dict[str, str], list[str]]:
-    """Which options and arguments argv holds, read as the CLI reads them (its _FLAGS, _VALUED)."""
-    options: dict[str, str] = {}
-    positional: list[str] = []
-    args = iter(argv)
-    for arg in args:
-        if arg == "--":
-            positional.extend(args)
-            break
-        name, eq, value = arg.partition("=")
-        if arg.startswith("-") and arg != "-" and (not positional or name in _FLAGS or name in _VALUED):
-            if name in _FLAGS and not eq:
-                options[_FLAGS[name]] = ""
-            elif name in _VALUED:
-                options[_VALUED[name]] = value if eq else next(args, "")
-            # an unknown option: the CLI refuses it with its own line
-        else:
-            positional.append(arg)
-    return options, positional
+    """Which options and arguments argv holds, read by the CLI's own _parse_args; a command line it
+    refuses holds none (_run then refuses it with its own line, before anything is done)."""
+    try:
+        options, positional = _parse_args(argv)
+    except IotInvokeError:
+        return {}, []
+    return {name: "" if value is True else str(value) for name, value in options.items()}, positional
 
 
 class _Agent:
@@ -3893,7 +3909,7 @@ class _Agent:
         self,
         config: Config,
         settings: _AgentSettings,
-        listener: Any,
+        listener: socket.socket,
         *,
         activated: bool,
         log: Callable[[str], None],
@@ -3915,7 +3931,8 @@ class _Agent:
         self._idle_since = time.monotonic()
         self.connections = 0  # open connections, each with its thread
         self._in_flight = 0  # bytes of standard input reserved by the requests being handled
-        self._queue: Any = __import__("queue").SimpleQueue()  # accepted connections for the workers
+        self._queue: queue.SimpleQueue[tuple[socket.socket, _AgentPeer]] = __import__("queue").SimpleQueue()
+        # ... accepted connections for the workers
         self._workers = 0
         self._idle_workers = 0
         self.executing = 0
@@ -3967,15 +3984,7 @@ class _Agent:
             elif self.activated and self.settings.idle_exit_s > 0 and not busy and idle_for >= self.settings.idle_exit_s:
                 self.log("agent: no caller for %d s: exiting (systemd starts it again at the next one)" % idle_for)
                 break
-            # Socket-activated, a stopping agent leaves new callers in systemd's backlog for the next
-            # start; otherwise it answers them "agent-stopping" (75, nothing ran) until it is gone.
-            watched = [self._wake_r] if self.stopping.is_set() and self.activated else [self.listener, self._wake_r]
-            # A board sleeps between callers: no periodic wake-up unless an idle exit is due.
-            timeout: float | None = self.wake_poll_s
-            if self.stopping.is_set():
-                timeout = 0.05
-            elif self.activated and self.settings.idle_exit_s > 0:
-                timeout = 1.0 if busy else max(0.05, self.settings.idle_exit_s - idle_for)
+            watched, timeout = self._watch(busy, idle_for)
             try:
                 ready = select.select(watched, [], [], timeout)[0]
             except InterruptedError:
@@ -3991,7 +4000,22 @@ class _Agent:
         self.log("agent: stopped after %d connections" % self.served)
         return EX_OK
 
-    def _accept(self, threading: Any) -> None:
+    def _watch(self, busy: bool, idle_for: float) -> tuple[list[object], float | None]:
+        """What the accepting loop waits on, and for how long."""
+        # Socket-activated, a stopping agent leaves new callers in systemd's backlog for the next
+        # start; otherwise it answers them "agent-stopping" (75, nothing ran) until it is gone.
+        watched: list[object] = [self._wake_r]
+        if not (self.stopping.is_set() and self.activated):
+            watched.insert(0, self.listener)
+        # A board sleeps between callers: no periodic wake-up unless an idle exit is due.
+        timeout: float | None = self.wake_poll_s
+        if self.stopping.is_set():
+            timeout = 0.05
+        elif self.activated and self.settings.idle_exit_s > 0:
+            timeout = 1.0 if busy else max(0.05, self.settings.idle_exit_s - idle_for)
+        return watched, timeout
+
+    def _accept(self, threading: types.ModuleType) -> None:
         try:
             sock, _ = self.listener.accept()
         except (BlockingIOError, InterruptedError):
@@ -4017,7 +4041,7 @@ class _Agent:
             self._answer_now(sock, EX_TEMPFAIL, _agent_line("the agent is stopping; nothing was invoked",
                                                             "agent-stopping", AGENT_BUSY_RETRY_S))
 
-    def _admit(self, sock: Any, threading: Any) -> None:
+    def _admit(self, sock: socket.socket, threading: types.ModuleType) -> None:
         """Check the peer and the bound here, in the accepting thread: a refused or surplus caller
         never gets a thread."""
         try:
@@ -4060,7 +4084,7 @@ class _Agent:
                 self._answer_now(sock, EX_TEMPFAIL, _agent_line(
                     "cannot start a thread; nothing was invoked", "agent-busy", AGENT_BUSY_RETRY_S))
 
-    def _worker(self, sock: Any, peer: _AgentPeer) -> None:
+    def _worker(self, sock: socket.socket, peer: _AgentPeer) -> None:
         """Serve this connection, then the next ones handed over, until idle for AGENT_WORKER_IDLE_S.
         The waiting workers always outnumber the connections queued for them: each put claims one."""
         import queue
@@ -4081,7 +4105,7 @@ class _Agent:
                             return
 
     @staticmethod
-    def _answer_now(sock: Any, status: int, line: str) -> None:
+    def _answer_now(sock: socket.socket, status: int, line: str) -> None:
         """A short answer without waiting on the caller: it fits in the socket's buffer."""
         try:
             sock.setblocking(False)
@@ -4093,7 +4117,7 @@ class _Agent:
 
     # -- one connection
 
-    def _connection(self, sock: Any, peer: _AgentPeer) -> None:
+    def _connection(self, sock: socket.socket, peer: _AgentPeer) -> None:
         import socket
 
         started = time.monotonic()
@@ -4140,7 +4164,7 @@ class _Agent:
                                                                  (time.monotonic() - started) * 1000))
 
     @staticmethod
-    def _reply(sock: Any, answer: bytes) -> None:
+    def _reply(sock: socket.socket, answer: bytes) -> None:
         import socket
 
         try:
@@ -4164,7 +4188,7 @@ class _Agent:
             return EX_TEMPFAIL, b"", _agent_line("every worker was busy for %g s; nothing was invoked"
                                                  % AGENT_QUEUE_WAIT_S, "agent-busy", AGENT_BUSY_RETRY_S)
         out = io.BytesIO()
-        lent: list[Any] = []
+        lent: list[tuple[Client, int | None]] = []
         try:
             if self.stopping.is_set():
                 return EX_TEMPFAIL, b"", _agent_line("the agent is stopping; nothing was invoked",
@@ -4238,7 +4262,7 @@ def _agent_socket_path(config: Config, asked: str | None) -> str:
     return os.path.join(folder, AGENT_SOCKET_NAME)
 
 
-def _agent_listen_fd(environ: Any = os.environ) -> Any:
+def _agent_listen_fd(environ: MutableMapping[str, str] = os.environ) -> socket.socket | None:
     """The listening socket systemd passed (sd_listen_fds(3): LISTEN_PID is us, LISTEN_FDS >= 1, the
     first at descriptor 3), or None. The variables are removed, so that no child takes them."""
     import socket
@@ -4261,7 +4285,7 @@ def _agent_listen_fd(environ: Any = os.environ) -> Any:
     return listener
 
 
-def _agent_bind(path: str, settings: _AgentSettings) -> Any:
+def _agent_bind(path: str, settings: _AgentSettings) -> socket.socket:
     """Bind path: its folder made 0700 (0710 with agent_groups) and refused when others may write
     in it; the socket 0600, or 0660 with the first of agent_groups; a stale socket file replaced,
     a live agent left alone."""
@@ -4333,7 +4357,7 @@ def _agent_token_file(folder: str, settings: _AgentSettings) -> tuple[str, str]:
     return path, token
 
 
-def _agent_container_endpoint(agent: _Agent, port: int, token: str) -> Any:
+def _agent_container_endpoint(agent: _Agent, port: int, token: str) -> http.server.ThreadingHTTPServer:
     """127.0.0.1:PORT serving GET /ENV: the environment's credentials in the ECS container
     credentials format botocore's ContainerProvider reads (AccessKeyId, SecretAccessKey, Token,
     Expiration), to a request whose Authorization header is the token: missing 401, wrong 403."""
@@ -4349,7 +4373,7 @@ def _agent_container_endpoint(agent: _Agent, port: int, token: str) -> Any:
         def log_message(self, format: str, *args: Any) -> None:
             pass  # the request line is harmless, but -v says what matters below
 
-        def _json(self, status: int, document: dict[str, Any]) -> None:
+        def _json(self, status: int, document: dict[str, object]) -> None:
             body = json.dumps(document).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -4369,7 +4393,7 @@ def _agent_container_endpoint(agent: _Agent, port: int, token: str) -> Any:
             if name not in agent.config.environments:
                 self._json(404, {"code": "NotFound", "message": "no environment %r" % name[:64]})
                 return
-            lent: list[Any] = []
+            lent: list[tuple[Client, int | None]] = []
             if not agent.slots.acquire(timeout=AGENT_QUEUE_WAIT_S):
                 self._json(503, {"code": "agent-busy", "message": "every worker of the agent is busy"})
                 return
@@ -4420,7 +4444,7 @@ def _serve(options: dict[str, Any], positional: list[str], stderr: IO[str]) -> i
     serving: list[_Agent] = []
     stop_early: list[int] = []
 
-    def on_signal(signum: int, frame: Any) -> None:
+    def on_signal(signum: int, frame: object) -> None:
         if serving:
             serving[0].stop()
         else:
