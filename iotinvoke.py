@@ -188,6 +188,7 @@ TCP_KEEPALIVE_IDLE_S = 60  # well below NAT idle timeouts (AWS NAT gateway: 350 
 TCP_KEEPALIVE_INTERVAL_S = 15
 TCP_KEEPALIVE_PROBES = 4  # a dead peer is noticed about 2 minutes after it went silent
 MAX_LOG_TAIL_BYTES = 8192  # Lambda sends the last 4 KB of the log, base64-encoded
+AGENT_IDLE_EXIT_S = 300.0  # the agent, socket-activated: exit after this long without a caller
 USER_AGENT = "iotinvoke/" + __version__
 
 # --- Reasons: the one table of every failure ------------------------------------------------------
@@ -474,6 +475,20 @@ REASONS: dict[str, tuple[int, str, str, str, str]] = {
     "reserved-rate-limit": (EX_TEMPFAIL, _A, "throttled: the function's reserved invocation rate", "", ""),
     "caller-rate-limit": (EX_TEMPFAIL, _A, "throttled: the caller's invocation rate", "", ""),
     "snapshot-create-limit": (EX_TEMPFAIL, _A, "throttled: too many SnapStart snapshots being created", "", ""),
+    # The agent (--serve) and its callers: a refused request ran nothing.
+    "agent-peer-refused": (EX_NOPERM, _N, "a caller of the agent whose user is not allowed (agent_users, "
+                           "agent_groups): nothing ran", "", "add the user to agent_users, or its group to agent_groups"),
+    "agent-busy": (EX_TEMPFAIL, _N, "the agent has as many callers, or request bytes, as it takes: "
+                   "nothing ran", "", ""),
+    "agent-stopping": (EX_TEMPFAIL, _N, "the agent is stopping: nothing ran", "", ""),
+    "agent-request-timeout": (EX_TEMPFAIL, _N, "the request to the agent did not arrive whole within "
+                              "10 s: nothing ran", "", ""),
+    "agent-bad-request": (EX_USAGE, _N, "not the agent's protocol, or a field over its bound (65: standard "
+                          "input over Lambda's limit): nothing ran", "", ""),
+    "agent-option-refused": (EX_USAGE, _N, "an option that makes no sense through the agent (77: "
+                             "--credential-process from another user than the agent's)", "",
+                             "see README: The agent"),
+    "agent-running": (EX_UNAVAILABLE, _N, "--serve: another agent already listens on that socket", "", ""),
 }
 
 
@@ -718,6 +733,11 @@ CONFIG_KEYS: dict[str, tuple[str, str, object, str, str]] = {
     "lambda_endpoint": ("per-env", "endpoint", None, "AWS_ENDPOINT_URL_LAMBDA AWS_ENDPOINT_URL", "Lambda (default: "
                         "the region's)"),
     "ca_bundle": ("per-env", "file", None, "AWS_CA_BUNDLE", "CA file for hops 2 and 3 (default: Amazon's roots)"),
+    "agent_users": ("global", "names", None, "", "users (names or uids) the agent (--serve) serves besides its "
+                    "own user"),
+    "agent_groups": ("global", "names", None, "", "groups (names or gids) whose members the agent serves"),
+    "agent_idle_exit": ("global", "idle-seconds", None, "", "socket-activated, the agent exits after this long "
+                        "without a caller (default %g s; 0: never)" % AGENT_IDLE_EXIT_S),
 }
 _SCOPES = {"iot": ("iot", "global"), "DEFAULT": ("global", "per-env"), "env": ("env", "per-env")}
 
@@ -847,6 +867,11 @@ def load_config(path: str | None = None, environ: Mapping[str, str] = os.environ
         if scope in ("iot", "global"):
             value = _setting(key, iot, "iot", folder, environ, path)
             setattr(config, "iot_endpoint" if key == "endpoint" else key, value)
+    host = _host_port(config.iot_endpoint)[0].lower()
+    if _endpoint_region(host) is not None and ".credentials.iot." not in host:
+        what = "the IoT data endpoint" if ".iot." in host else "the endpoint of another AWS service"
+        raise ConfigError("this is %s; use the credentials endpoint (aws iot describe-endpoint --endpoint-type "
+                          "iot:CredentialProvider)" % what, path, "iot", "endpoint")
     for name in parser.sections():
         if name != "iot":
             section = dict(parser[name])
@@ -903,10 +928,9 @@ def _check_file(path: str, secret: bool, config_path: str, section: str, key: st
     except OSError:
         return path
     problem = _unsafe(st, secret)
-    if problem.startswith("is readable by others") and key == "key" and _provider_key_uri(path) is not None:
-        uri = _provider_key_uri(path) or ""
-        if "pin-value" not in _uri_attributes(uri)[1]:
-            problem = ""
+    uri = _provider_key_uri(path) if problem.startswith("is readable by others") and key == "key" else None
+    if uri is not None and "pin-value" not in _uri_attributes(uri)[1]:
+        problem = ""
     if problem:
         raise ConfigError("%s %s: refused (another user could plant or read it)" % (path, problem), config_path,
                           section, key, reason="file-unsafe")
@@ -964,6 +988,8 @@ _KINDS = {
     "attempts": ("", "a whole number from 1 to 10"),
     "duration": ("", "a whole number from 900 to %d (role chaining: at most one hour)" % CHAINED_ROLE_MAX_DURATION_S),
     "bool": ("", "true or false"),
+    "names": (r"[\w.-]+([ ,]+[\w.-]+)*", "user or group names or numbers, separated by commas or spaces"),
+    "idle-seconds": (r"\d{1,5}(\.\d*)?", "seconds from 0 (never) to 86400"),
 }
 
 
@@ -1014,12 +1040,6 @@ def _check_keys(section: Mapping[str, str], name: str, defaults: Mapping[str, st
         if key not in allowed and not inherited:
             raise ConfigError("unknown key (allowed %s: %s)" % ("here" if name == "DEFAULT" else "in [%s]" % name,
                                                                 ", ".join(allowed)), path, name, key)
-    if name == "iot":
-        host = _host_port(_endpoint_url(section.get("endpoint", "")) or "https://x")[0].lower()
-        if _endpoint_region(host) is not None and ".credentials.iot." not in host:
-            what = "the IoT data endpoint" if ".iot." in host else "the endpoint of another AWS service"
-            raise ConfigError("this is %s; use the credentials endpoint (aws iot describe-endpoint --endpoint-type "
-                              "iot:CredentialProvider)" % what, path, "iot", "endpoint")
 
 
 def _partition(region: str) -> tuple[str, str] | None:
@@ -1213,7 +1233,7 @@ class _Clock:
     def __init__(self, local: Callable[[], float], offset: float = 0.0, save: Callable[[float], None] | None = None,
                  log: Callable[[str], None] | None = None) -> None:
         self.local = local
-        self.offset = offset if abs(offset) <= MAX_CLOCK_OFFSET_S else 0.0
+        self.offset = offset  # from _clock_offset, which refuses an implausible one
         self._save = save
         self._log = log
         self.board_drift: float | None = None  # AWS's time minus the board's own, at the last answer with a Date
@@ -3280,8 +3300,8 @@ def _write_out(stdout: IO[bytes] | None, data: bytes, ran: bool) -> None:
     except (OSError, ValueError) as e:
         _silence(1)
         if not ran:
-            raise IotInvokeError("cannot write to standard output: %s" % _os_reason(e), "stdout-failed", "output",
-                                 exit_code=EX_IOERR) from None
+            raise IotInvokeError("cannot write to standard output: %s" % _os_reason(e), "stdout-failed",
+                                 "output") from None
         raise IotInvokeError("cannot write the answer to standard output (%s): the function ran and its answer "
                              "is lost" % _os_reason(e), "stdout-failed", "output") from None
 
@@ -3575,40 +3595,12 @@ AGENT_QUEUE_WAIT_S = 5.0  # a complete request waits this long for one of the AG
 AGENT_BUSY_RETRY_S = 1.0  # the wait an agent-busy answer asks for
 AGENT_WORKER_IDLE_S = 60.0  # a connection thread without a connection for this long ends
 AGENT_STOP_WAIT_S = 60.0  # SIGTERM: invokes in flight may finish this long (systemd waits 90 s)
-AGENT_IDLE_EXIT_S = 300.0  # socket-activated: exit after this long without a caller (agent_idle_exit)
 # Refusals of hops 1-2 that retrying won't fix are kept briefly, as AWS IoT Greengrass' token
 # exchange service does (credentialRetryInSec: clientError 120 s for 4xx, serverError 60 s for 5xx;
 # https://docs.aws.amazon.com/greengrass/v2/developerguide/token-exchange-service-component.html),
 # so that a board of callers looping on a revoked certificate does not hammer AWS.
 AGENT_REFUSAL_4XX_S = 120.0
 AGENT_REFUSAL_5XX_S = 60.0
-# The agent's rows of the one reasons table (REASONS) and of the one key table (CONFIG_KEYS).
-REASONS.update({
-    "agent-peer-refused": (EX_NOPERM, NOTHING_SENT, "a caller of the agent whose user is not allowed (agent_users, "
-                           "agent_groups): nothing ran", "", "add the user to agent_users, or its group to agent_groups"),
-    "agent-busy": (EX_TEMPFAIL, NOTHING_SENT, "the agent has as many callers, or request bytes, as it takes: "
-                   "nothing ran", "", ""),
-    "agent-stopping": (EX_TEMPFAIL, NOTHING_SENT, "the agent is stopping: nothing ran", "", ""),
-    "agent-request-timeout": (EX_TEMPFAIL, NOTHING_SENT, "the request to the agent did not arrive whole within "
-                              "10 s: nothing ran", "", ""),
-    "agent-bad-request": (EX_USAGE, NOTHING_SENT, "not the agent's protocol, or a field over its bound (65: standard "
-                          "input over Lambda's limit): nothing ran", "", ""),
-    "agent-option-refused": (EX_USAGE, NOTHING_SENT, "an option that makes no sense through the agent (77: "
-                             "--credential-process from another user than the agent's)", "",
-                             "see README: The agent"),
-    "agent-running": (EX_UNAVAILABLE, NOTHING_SENT, "--serve: another agent already listens on that socket", "", ""),
-})
-CONFIG_KEYS.update({
-    "agent_users": ("global", "names", None, "", "users (names or uids) the agent (--serve) serves besides its "
-                    "own user"),
-    "agent_groups": ("global", "names", None, "", "groups (names or gids) whose members the agent serves"),
-    "agent_idle_exit": ("global", "idle-seconds", None, "", "socket-activated, the agent exits after this long "
-                        "without a caller (default %g s; 0: never)" % AGENT_IDLE_EXIT_S),
-})
-_KINDS.update({
-    "names": (r"[\w.-]+([ ,]+[\w.-]+)*", "user or group names or numbers, separated by commas or spaces"),
-    "idle-seconds": (r"\d{1,5}(\.\d*)?", "seconds from 0 (never) to 86400"),
-})
 _SO_PEERGROUPS = 59  # Linux 4.13+, socket(7): the peer's supplementary groups (Python's socket module lacks it)
 _AGENT_REFUSED_OPTIONS = ("serve", "socket", "container_credentials", "stream")
 
