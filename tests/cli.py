@@ -66,3 +66,22 @@ def run(
     OUTPUTS.append(done.stdout)
     OUTPUTS.append(done.stderr)
     return Run(done.returncode, done.stdout, done.stderr.decode("utf-8", "replace"))
+
+
+CFLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-D_POSIX_C_SOURCE=200809L", "-O2"]
+
+
+def compile_example(folder: Path) -> Path:
+    """scripts/example.c compiled into folder with CFLAGS (a warning fails); skips without gcc."""
+    import shutil
+
+    import pytest
+
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.skip("gcc is not installed: cannot compile scripts/example.c")
+    binary = folder / "example"
+    done = subprocess.run([gcc, *CFLAGS, "-o", str(binary), str(ROOT / "scripts" / "example.c")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0 and done.stderr == "", f"gcc {' '.join(CFLAGS)}:\n{done.stderr}"
+    return binary

@@ -29,12 +29,11 @@ from typing import Any
 import pytest
 
 import cli
-from cli import OUTPUTS, PYTHON, ROOT, SCRIPT, SEED_ANSWER, Run
+from cli import OUTPUTS, PYTHON, ROOT, SCRIPT, SEED_ANSWER, Run, compile_example
 from standin import StandIn
 
 FN = "arn:aws:lambda:ap-northeast-1:111111111111:function"
 TOOLS_ROLE = "arn:aws:iam::111111111111:role/iotinvoke-tools"
-CFLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-D_POSIX_C_SOURCE=200809L", "-O2"]
 pytestmark = pytest.mark.own_standin(config=(
     f"\n[fail]\nfunction = {FN}:iotinvoke-tools-fail\nrole_arn = {TOOLS_ROLE}\n"
     f"\n[sleep]\nfunction = {FN}:iotinvoke-tools-sleep\nrole_arn = {TOOLS_ROLE}\n"))
@@ -174,17 +173,10 @@ def agent(aws: StandIn, tmp_path: Path, cache: Path) -> Iterator[Agent]:
 
 @pytest.fixture(scope="module")
 def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        pytest.skip("gcc is not installed: cannot compile scripts/example.c")
     # World-readable, so that a caller of another uid (nobody) can run it too.
     folder = Path(tempfile.mkdtemp(prefix="iotinvoke-agent-c-"))
     folder.chmod(0o755)
-    binary = folder / "example"
-    done = subprocess.run([gcc, *CFLAGS, "-o", str(binary), str(ROOT / "scripts" / "example.c")],
-                          capture_output=True, text=True)
-    assert done.returncode == 0 and done.stderr == "", done.stderr
-    yield binary
+    yield compile_example(folder)
     shutil.rmtree(folder, ignore_errors=True)
 
 

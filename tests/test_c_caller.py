@@ -21,26 +21,19 @@ from pathlib import Path
 
 import pytest
 
-from cli import OUTPUTS, PYTHON, ROOT, SCRIPT, SEED_ANSWER, Run, environment
+from cli import OUTPUTS, PYTHON, ROOT, SCRIPT, SEED_ANSWER, Run, compile_example, environment
 from standin import StandIn
 
 SOURCE = ROOT / "scripts" / "example.c"
 FN = "arn:aws:lambda:ap-northeast-1:111111111111:function"
 TOOLS_ROLE = "arn:aws:iam::111111111111:role/iotinvoke-tools"
-CFLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-D_POSIX_C_SOURCE=200809L", "-O2"]
 # This module's own stand-in, with an environment whose function raises.
 pytestmark = pytest.mark.own_standin(config=f"\n[fail]\nfunction = {FN}:iotinvoke-tools-fail\nrole_arn = {TOOLS_ROLE}\n")
 
 
 @pytest.fixture(scope="module")
 def example(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        pytest.skip("gcc is not installed: cannot compile scripts/example.c")
-    binary = tmp_path_factory.mktemp("c") / "example"
-    done = subprocess.run([gcc, *CFLAGS, "-o", str(binary), str(SOURCE)], capture_output=True, text=True)
-    assert done.returncode == 0 and done.stderr == "", f"gcc {' '.join(CFLAGS)}:\n{done.stderr}"
-    return binary
+    return compile_example(tmp_path_factory.mktemp("c"))
 
 
 @pytest.fixture

@@ -38,13 +38,11 @@ from pathlib import Path
 
 import pytest
 
-from cli import OUTPUTS, PYTHON, ROOT, SCRIPT, SEED_ANSWER, Run, environment, run
+from cli import OUTPUTS, PYTHON, ROOT, SCRIPT, SEED_ANSWER, Run, compile_example, environment, run
 from hostile import TlsFront, server_certificate
 from hwkeys import provider_uri_pem
 from standin import StandIn
 
-EXAMPLE_SOURCE = ROOT / "scripts" / "example.c"
-CFLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-D_POSIX_C_SOURCE=200809L", "-O2"]
 ETC_CONFIG = Path("/etc/iotinvoke/iotinvoke.ini")
 # A bound for calls that must end at once (a FIFO is refused, not opened): far above any normal
 # run on a loaded machine, far below "forever". Only used as a subprocess timeout.
@@ -135,14 +133,7 @@ def one_line(result: Run, code: int, reason: str) -> str:
 
 @pytest.fixture(scope="module")
 def example(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """scripts/example.c compiled as tests/test_c_caller.py compiles it."""
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        pytest.skip("gcc is not installed: cannot compile scripts/example.c")
-    binary = tmp_path_factory.mktemp("c") / "example"
-    done = subprocess.run([gcc, *CFLAGS, "-o", str(binary), str(EXAMPLE_SOURCE)], capture_output=True, text=True)
-    assert done.returncode == 0 and done.stderr == "", f"gcc {' '.join(CFLAGS)}:\n{done.stderr}"
-    return binary
+    return compile_example(tmp_path_factory.mktemp("c"))
 
 
 # --- 1. the configuration file ----------------------------------------------------------------------
