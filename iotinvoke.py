@@ -62,11 +62,10 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import configparser
     import http.server
-    import queue
     import re
     import socket
     import ssl
-    import types
+    import threading
     from typing import IO, Any, Callable, Mapping, MutableMapping, Protocol, TypeVar
     from xml.etree.ElementTree import Element
 
@@ -188,6 +187,7 @@ TCP_KEEPALIVE_IDLE_S = 60  # well below NAT idle timeouts (AWS NAT gateway: 350 
 TCP_KEEPALIVE_INTERVAL_S = 15
 TCP_KEEPALIVE_PROBES = 4  # a dead peer is noticed about 2 minutes after it went silent
 MAX_LOG_TAIL_BYTES = 8192  # Lambda sends the last 4 KB of the log, base64-encoded
+WATCHDOG_LINGER_S = 60.0  # the deadline thread ends after this long with no request in flight
 AGENT_IDLE_EXIT_S = 300.0  # the agent, socket-activated: exit after this long without a caller
 USER_AGENT = "iotinvoke/" + __version__
 
@@ -1644,6 +1644,66 @@ class _Response:
         self.body = body
 
 
+class _Watchdog:
+    """One thread that runs each armed callback once its deadline passes, unless disarmed first.
+    A threading.Timer per request started a thread per call: 0.2 ms, a sixth of a warm call's CPU
+    in the agent. The thread starts at the first arm and ends after WATCHDOG_LINGER_S unarmed."""
+
+    def __init__(self) -> None:
+        import _thread
+
+        self._guard = _thread.allocate_lock()  # builtin: no threading import for a call that sends nothing
+        self._cond: threading.Condition | None = None
+        self._armed: dict[object, tuple[float, Callable[[], None]]] = {}
+        self._running = False
+        self._wake_at = float("inf")
+
+    def arm(self, seconds: float, callback: Callable[[], None]) -> object:
+        import threading
+
+        with self._guard:
+            if self._cond is None:
+                self._cond = threading.Condition()
+        token = object()
+        deadline = time.monotonic() + seconds
+        with self._cond:
+            self._armed[token] = (deadline, callback)
+            if not self._running:
+                self._running = True
+                threading.Thread(target=self._watch, name="iotinvoke-watchdog", daemon=True).start()
+            elif deadline < self._wake_at:
+                self._cond.notify()
+        return token
+
+    def disarm(self, token: object) -> None:
+        """After this returns the callback has run or never will (callbacks run under the lock)."""
+        assert self._cond is not None
+        with self._cond:
+            self._armed.pop(token, None)
+
+    def _watch(self) -> None:
+        assert self._cond is not None
+        with self._cond:
+            idle_since = time.monotonic()
+            while True:
+                now = time.monotonic()
+                for token, (deadline, callback) in list(self._armed.items()):
+                    if deadline <= now:
+                        del self._armed[token]
+                        callback()
+                if self._armed:
+                    idle_since = now
+                elif now - idle_since >= WATCHDOG_LINGER_S:
+                    self._running = False
+                    return
+                # A disarm does not wake the thread: it finds nothing due at the old deadline.
+                self._wake_at = min([deadline for deadline, _ in self._armed.values()] + [idle_since + WATCHDOG_LINGER_S])
+                self._cond.wait(max(0.0, self._wake_at - now))
+
+
+_WATCHDOG = _Watchdog()
+
+
 class _Transport:
     """urllib3 pools, one per TLS set-up (CA file, client certificate, proxy), reused across hops and calls."""
 
@@ -1667,8 +1727,6 @@ class _Transport:
              client_cert: tuple[str, str] | None = None) -> _Response:
         """One request, never re-sent, its whole answer read and checked within connect_timeout +
         read_timeout (a timer shuts the socket: a server that drips bytes is cut off too)."""
-        import threading
-
         import urllib3
 
         mutual = client_cert is not None
@@ -1683,13 +1741,15 @@ class _Transport:
             for connection in self._ready:
                 _abort(connection)
 
-        timer = threading.Timer(self.connect_timeout + read_timeout, expire)
-        timer.daemon = True
-        timer.start()
+        timer = _WATCHDOG.arm(self.connect_timeout + read_timeout, expire)
         response = None
         try:
-            response = manager.request(
-                method, url, body=body, headers=dict(headers, **{"Accept-Encoding": "identity"}),
+            # The pool of this host, and the path: PoolManager.request would parse the URL once
+            # more, a byte-by-byte loop over the path in urllib3 2 (the function's quoted ARN).
+            host, port = _host_port(url)
+            response = manager.connection_from_host(host, port, "https").urlopen(
+                method, "/" + url.split("://", 1)[1].partition("/")[2], body=body, assert_same_host=False,
+                headers=dict(headers, **{"Accept-Encoding": "identity"}),
                 timeout=urllib3.Timeout(connect=self.connect_timeout, read=read_timeout), retries=False,
                 redirect=False, preload_content=False, decode_content=False, enforce_content_length=True)
             encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
@@ -1715,7 +1775,7 @@ class _Transport:
                 raise _connect_error(hop, url, e, mutual, ca, ca_source, self._clock.local()) from None
             raise _exchange_error(hop, e, mutual, bool(expired), self.connect_timeout + read_timeout) from None
         finally:
-            timer.cancel()
+            _WATCHDOG.disarm(timer)
             if response is not None:
                 response.release_conn()
         self._log("%s: %s %s -> %d (%.0f ms)" % (hop, method, url.split("?")[0], response.status,
@@ -3737,26 +3797,16 @@ class _AgentPool:
         self.refusals = refusals
         self.created = 0
 
-    @staticmethod
-    def _key(config: Config) -> tuple[object, ...]:
-        """What a warm Client took in when it was made: a changed configuration file, certificate,
-        key or CA file (a rotated certificate) makes a new one."""
-        key: list[object] = [os.path.realpath(config.path), getattr(config, "connect_timeout", None)]
-        for path in (config.path, getattr(config, "cert", None), getattr(config, "key", None), getattr(config, "ca", None)):
-            try:
-                st = os.stat(path) if path else None
-                key.append((st.st_ino, st.st_size, st.st_mtime_ns) if st else None)
-            except OSError:
-                key.append(None)
-        return tuple(key)
-
-    def lend(self, config: Config, use_cache: bool, log: Callable[[str], None] | None, lent: list[tuple[Client, int | None]]) -> Client:
+    def lend(self, config: Config, stamp: tuple[object, ...], use_cache: bool, log: Callable[[str], None] | None,
+             lent: list[tuple[Client, int | None]]) -> Client:
+        """A warm Client for this configuration. ``stamp``: its files as _AgentConfigs last saw them;
+        a changed file (a rotated certificate) makes a new Client."""
         if not use_cache or log is not None:
             # --no-cache, --doctor, -v: a Client of its own, as the CLI would make.
             fresh = Client(config, use_cache=use_cache, log=log, warn=self.warn)
             lent.append((fresh, None))
             return fresh
-        key = self._key(config)
+        key = (config.path, config.connect_timeout, stamp)
         client = None
         with self._lock:
             while self._idle:
@@ -3799,19 +3849,25 @@ class _AgentConfigs:
     def load(self, path: str | None) -> Config:
         path = find_config(path)
         kept = self._kept.get(path)
-        if kept is not None and kept[0] == self._stamp(kept[1]):
-            return kept[1]
+        if kept is not None:
+            stamp = self._stamp(kept[1])
+            if stamp == kept[0]:
+                return kept[1]
         config = load_config(path)
         with self._lock:
             self._kept[path] = (self._stamp(config), config)
         return config
+
+    def stamp(self, path: str) -> tuple[object, ...]:
+        """The files of the configuration at ``path`` as its last load() saw them."""
+        return self._kept[path][0]
 
     @staticmethod
     def _stamp(config: Config) -> tuple[object, ...]:
         paths = [config.path, config.cert, config.key, config.ca, config.pin_file, config.openssl_conf]
         paths += [env.ca_bundle for env in config.environments.values()]
         stamp: list[object] = []
-        for path in paths:
+        for path in dict.fromkeys(paths):  # once each: every environment may name the same CA file
             try:
                 st = os.stat(path) if path else None
                 stamp.append((st.st_ino, st.st_size, st.st_mtime_ns, st.st_mode, st.st_uid) if st else None)
@@ -3923,15 +3979,15 @@ class _Agent:
         self._idle_since = time.monotonic()
         self.connections = 0  # open connections, each with its thread
         self._in_flight = 0  # bytes of standard input reserved by the requests being handled
-        self._queue: queue.SimpleQueue[tuple[socket.socket, _AgentPeer]] = __import__("queue").SimpleQueue()
-        # ... accepted connections for the workers
-        self._workers = 0
-        self._idle_workers = 0
+        self._workers = 0  # worker threads
+        self._waiting = 0  # ... of which waiting for a connection
         self.executing = 0
         self.stopping = threading.Event()
         self.served = 0
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
+        self._stop_r, self._stop_w = os.pipe()  # written once when stopping, never read: every worker sees it
+        self._stop_told = False
         self.wake_poll_s: float | None = None  # a signal wakes select() through the pipe (see _serve)
 
     def _warn(self, message: str) -> None:
@@ -3957,25 +4013,34 @@ class _Agent:
             pass
 
     def serve(self) -> int:
-        """Accept until stopped; then let requests in flight finish, within stop_wait_s, and return 0."""
+        """Serve until stopped; then let requests in flight finish, within stop_wait_s, and return 0.
+        The workers accept; this thread waits for a signal, the idle exit, and the stop."""
         import select
-        import threading
 
         deadline = None
+        if not self.stopping.is_set():
+            self._spawn_worker()
         while True:
             now = time.monotonic()
             with self._lock:
                 busy = self.connections > 0
                 idle_for = now - self._idle_since
+                if (not self.stopping.is_set() and self.activated and self.settings.idle_exit_s > 0 and not busy
+                        and idle_for >= self.settings.idle_exit_s):
+                    # Under the lock: a worker counts a connection before it accepts one, or
+                    # sees the stop and leaves it in systemd's backlog for the next start.
+                    self.log("agent: no caller for %d s: exiting (systemd starts it again at the next one)" % idle_for)
+                    self.stopping.set()
+                    deadline = now
             if self.stopping.is_set():
                 if deadline is None:
                     deadline = now + self.stop_wait_s
                     self.log("agent: stopping: %s" % ("finishing the requests in flight" if busy else "idle"))
+                if not self._stop_told:  # every waiting worker wakes, sees the stop and ends
+                    os.write(self._stop_w, b"x")
+                    self._stop_told = True
                 if not busy or now >= deadline:
                     break
-            elif self.activated and self.settings.idle_exit_s > 0 and not busy and idle_for >= self.settings.idle_exit_s:
-                self.log("agent: no caller for %d s: exiting (systemd starts it again at the next one)" % idle_for)
-                break
             watched, timeout = self._watch(busy, idle_for)
             try:
                 ready = select.select(watched, [], [], timeout)[0]
@@ -3984,7 +4049,7 @@ class _Agent:
             if self._wake_r in ready:
                 os.read(self._wake_r, 64)
             if self.listener in ready:
-                self._accept(threading)
+                self._refuse_stopping()
         with self._lock:
             left = self.executing
         if left:
@@ -3993,11 +4058,12 @@ class _Agent:
         return EX_OK
 
     def _watch(self, busy: bool, idle_for: float) -> tuple[list[object], float | None]:
-        """What the accepting loop waits on, and for how long."""
-        # Socket-activated, a stopping agent leaves new callers in systemd's backlog for the next
-        # start; otherwise it answers them "agent-stopping" (75, nothing ran) until it is gone.
+        """What this thread waits on, and for how long."""
+        # Stopping, the workers accept no more. Socket-activated, new callers stay in systemd's
+        # backlog for the next start; otherwise this thread answers them "agent-stopping" (75,
+        # nothing ran) until the agent is gone.
         watched: list[object] = [self._wake_r]
-        if not (self.stopping.is_set() and self.activated):
+        if self.stopping.is_set() and not self.activated:
             watched.insert(0, self.listener)
         # A board sleeps between callers: no periodic wake-up unless an idle exit is due.
         timeout: float | None = self.wake_poll_s
@@ -4007,20 +4073,13 @@ class _Agent:
             timeout = 1.0 if busy else max(0.05, self.settings.idle_exit_s - idle_for)
         return watched, timeout
 
-    def _accept(self, threading: types.ModuleType) -> None:
+    def _refuse_stopping(self) -> None:
         try:
             sock, _ = self.listener.accept()
-        except (BlockingIOError, InterruptedError):
+        except OSError:
             return
-        except OSError as e:  # EMFILE and the like: the connection waits in the backlog
-            self.log("agent: accept: %s" % _os_reason(e))
-            time.sleep(0.1)
-            return
-        if self.stopping.is_set():
-            self._answer_now(sock, EX_TEMPFAIL, _agent_line("the agent is stopping; nothing was invoked",
-                                                            "agent-stopping", AGENT_BUSY_RETRY_S))
-            return
-        self._admit(sock, threading)
+        self._answer_now(sock, EX_TEMPFAIL, _agent_line("the agent is stopping; nothing was invoked",
+                                                        "agent-stopping", AGENT_BUSY_RETRY_S))
 
     def sweep(self) -> None:
         """After the socket file is gone: answer whoever is still in the backlog, then close."""
@@ -4033,68 +4092,101 @@ class _Agent:
             self._answer_now(sock, EX_TEMPFAIL, _agent_line("the agent is stopping; nothing was invoked",
                                                             "agent-stopping", AGENT_BUSY_RETRY_S))
 
-    def _admit(self, sock: socket.socket, threading: types.ModuleType) -> None:
-        """Check the peer and the bound here, in the accepting thread: a refused or surplus caller
-        never gets a thread."""
+    # -- the workers: each accepts a connection and serves it
+
+    def _spawn_worker(self) -> bool:
+        """One more worker waiting for a connection (the caller counted it in _workers, _waiting)."""
+        import threading
+
+        with self._lock:
+            self._workers += 1
+            self._waiting += 1
+        try:
+            threading.Thread(target=self._worker, daemon=True).start()
+            return True
+        except RuntimeError:  # no more threads
+            with self._lock:
+                self._workers -= 1
+                self._waiting -= 1
+            return False
+
+    def _worker(self) -> None:
+        """Wait for a connection, accept it, serve it, again; end when stopping, or after
+        AGENT_WORKER_IDLE_S without one while another worker waits. The waiting workers share the
+        listening socket with EPOLLEXCLUSIVE: the kernel wakes one of them per connection, so a
+        request costs one thread wake-up (a hand-over from an accepting thread cost two)."""
+        import select
+
+        poller = select.epoll()
+        try:
+            poller.register(self.listener.fileno(), select.EPOLLIN | getattr(select, "EPOLLEXCLUSIVE", 0))
+            poller.register(self._stop_r, select.EPOLLIN)
+            while True:
+                events = poller.poll(AGENT_WORKER_IDLE_S)
+                with self._lock:
+                    if self.stopping.is_set() or (not events and self._waiting > 1):
+                        self._waiting -= 1
+                        self._workers -= 1
+                        return
+                    if not events:
+                        continue
+                    # Counted before accepting: the idle exit waits for it (see serve).
+                    self.connections += 1
+                    self._waiting -= 1
+                try:
+                    sock, _ = self.listener.accept()
+                except OSError as e:
+                    with self._lock:
+                        self.connections -= 1
+                        self._waiting += 1
+                    if not isinstance(e, (BlockingIOError, InterruptedError)):  # EMFILE: it waits in the backlog
+                        self.log("agent: accept: %s" % _os_reason(e))
+                        time.sleep(0.1)
+                    continue
+                self._admit(sock)
+                with self._lock:
+                    self._waiting += 1
+        finally:
+            poller.close()
+
+    def _admit(self, sock: socket.socket) -> None:
+        """Check the peer and the bound, keep a worker waiting for the next caller, then serve."""
         try:
             peer = _agent_peer(sock, bool(self.settings.groups))
         except OSError as e:
             self.log("agent: cannot tell who connected (%s): refused" % _os_reason(e))
-            sock.close()
+            self._uncount(sock)
             return
         if not self.settings.allowed(peer):
             self.log("agent: uid %d (pid %d) is not allowed: refused" % (peer.uid, peer.pid))
-            self._answer_now(sock, EX_NOPERM, _agent_line(
+            self._uncount(sock, EX_NOPERM, _agent_line(
                 "uid %d may not use this agent (agent_users, agent_groups in %s); nothing was invoked"
                 % (peer.uid, self.config.path), "agent-peer-refused"))
             return
         with self._lock:
-            full = self.connections >= self.max_connections
-            if not full:
-                self.connections += 1
+            full = self.connections > self.max_connections
+            spare = not full and self._waiting == 0 and self._workers <= self.max_connections
         if full:
-            self._answer_now(sock, EX_TEMPFAIL, _agent_line(
+            self._uncount(sock, EX_TEMPFAIL, _agent_line(
                 "%d callers at once already; nothing was invoked" % self.max_connections,
                 "agent-busy", AGENT_BUSY_RETRY_S))
             return
-        # One thread per connection, kept for the next one: starting a thread costs more CPU than
-        # handing it a socket. At most max_connections threads; one idle for a minute ends.
+        # No other worker waits: start one, so that the next caller is accepted while this one is
+        # served. At most max_connections + 1 workers: the last one answers "agent-busy".
+        if spare and not self._spawn_worker():
+            self._uncount(sock, EX_TEMPFAIL, _agent_line(
+                "cannot start a thread; nothing was invoked", "agent-busy", AGENT_BUSY_RETRY_S))
+            return
+        self._connection(sock, peer)
+
+    def _uncount(self, sock: socket.socket, status: int | None = None, line: str = "") -> None:
+        """A connection refused before its request was read: answered (or just closed), uncounted."""
+        if status is None:
+            sock.close()
+        else:
+            self._answer_now(sock, status, line)
         with self._lock:
-            claimed = self._idle_workers > 0
-            if claimed:  # a waiting worker will take it: it is no longer counted as idle
-                self._idle_workers -= 1
-                self._queue.put((sock, peer))
-            else:
-                self._workers += 1
-        if not claimed:
-            try:
-                threading.Thread(target=self._worker, args=(sock, peer), daemon=True).start()
-            except RuntimeError:  # no more threads
-                with self._lock:
-                    self._workers -= 1
-                    self.connections -= 1
-                self._answer_now(sock, EX_TEMPFAIL, _agent_line(
-                    "cannot start a thread; nothing was invoked", "agent-busy", AGENT_BUSY_RETRY_S))
-
-    def _worker(self, sock: socket.socket, peer: _AgentPeer) -> None:
-        """Serve this connection, then the next ones handed over, until idle for AGENT_WORKER_IDLE_S.
-        The waiting workers always outnumber the connections queued for them: each put claims one."""
-        import queue
-
-        while True:
-            self._connection(sock, peer)
-            with self._lock:
-                self._idle_workers += 1
-            while True:
-                try:
-                    sock, peer = self._queue.get(timeout=AGENT_WORKER_IDLE_S)
-                    break
-                except queue.Empty:
-                    with self._lock:
-                        if self._idle_workers > 0:  # not claimed: this one may go
-                            self._idle_workers -= 1
-                            self._workers -= 1
-                            return
+            self.connections -= 1
 
     @staticmethod
     def _answer_now(sock: socket.socket, status: int, line: str) -> None:
@@ -4173,7 +4265,7 @@ class _Agent:
         err = io.StringIO()
         self._local.err = err  # where the Clients' notes go while this thread serves this request
         try:
-            argv = self._agent_argv(argv, peer)
+            argv, options = self._agent_argv(argv, peer)
         except IotInvokeError as e:
             return e.exit_code, b"", "iotinvoke: %s\n" % e
         if not self.slots.acquire(timeout=AGENT_QUEUE_WAIT_S):
@@ -4189,7 +4281,8 @@ class _Agent:
                 self.executing += 1
             try:
                 status = _run(argv, io.BytesIO(stdin), out, err, load=self.configs.load,
-                              make_client=lambda config, use_cache, log: self.pool.lend(config, use_cache, log, lent))
+                              make_client=lambda config, use_cache, log: self.pool.lend(
+                                  config, self.configs.stamp(config.path), use_cache, log, lent))
             # The same line and status as main() gives (a signal reaches the agent, not a request).
             except IotInvokeError as e:
                 _say(err, "iotinvoke: %s\n" % e)
@@ -4204,7 +4297,7 @@ class _Agent:
             finally:
                 with self._lock:
                     self.executing -= 1
-            if "clear_cache" in _agent_scan(argv)[0] and status == EX_OK:
+            if "clear_cache" in options and status == EX_OK:
                 self.pool.clear()
             else:
                 self.pool.give_back(lent)
@@ -4212,8 +4305,9 @@ class _Agent:
         finally:
             self.slots.release()
 
-    def _agent_argv(self, argv: list[str], peer: _AgentPeer | None) -> list[str]:
-        """Refuse what makes no sense through the agent; the agent's configuration file, always."""
+    def _agent_argv(self, argv: list[str], peer: _AgentPeer | None) -> tuple[list[str], dict[str, str]]:
+        """Refuse what makes no sense through the agent; the agent's configuration file, always.
+        Returns the command line to run, and its options."""
         options, positional = _agent_scan(argv)
         if "credential_process" in options and peer is not None and peer.uid not in (os.geteuid(), 0):
             # Another user may invoke through the agent without reading the device key; handing it
@@ -4240,7 +4334,7 @@ class _Agent:
         if len(positional) > 1 and positional[1].startswith("@"):
             raise IotInvokeError("a payload file (@path) is refused through the agent: it would be read with the "
                                  "agent's rights; send its content on standard input", "agent-option-refused", "agent")
-        return argv if "config" in options else ["--config", self.config.path] + argv
+        return (argv if "config" in options else ["--config", self.config.path] + argv), options
 
 
 def _agent_socket_path(config: Config, asked: str | None) -> str:
@@ -4390,7 +4484,8 @@ def _agent_container_endpoint(agent: _Agent, port: int, token: str) -> http.serv
                 self._json(503, {"code": "agent-busy", "message": "every worker of the agent is busy"})
                 return
             try:
-                client = agent.pool.lend(load_config(agent.config.path), True, None, lent)
+                config = agent.configs.load(agent.config.path)
+                client = agent.pool.lend(config, agent.configs.stamp(config.path), True, None, lent)
                 document = client.credentials(name).to_json()
             except IotInvokeError as e:
                 status = 503 if e.exit_code == EX_TEMPFAIL else 502
