@@ -1757,14 +1757,14 @@ class _Transport:
                 # Asked for identity; a compressed answer could grow without bound when decoded.
                 raise _Unreadable("the answer is %s-encoded, though identity was asked for: refused"
                                   % _short(encoding, 40), "answer-encoded")
-            data = _read_bounded(response, max_bytes)
+            length = response.headers.get("Content-Length")
+            data = _read_bounded(response, max_bytes, int(length) if length and length.isdigit() else None)
             if expired:
                 # Shut by the timer: http.client may take the cut for the end of the headers and
                 # hand over an empty "200"; whatever was read is not the answer.
                 raise TimeoutError("deadline")
             if len(data) > max_bytes:
                 raise _Unreadable("the answer is larger than %d bytes: refused" % max_bytes, "answer-too-large")
-            length = response.headers.get("Content-Length")
             if length is not None and method != "HEAD" and response.status not in (204, 304) and (
                     not length.strip().isdigit() or int(length) != len(data)):
                 raise _Truncated("the answer ended after %d of %s bytes" % (len(data), _short(length, 20)))
@@ -1911,11 +1911,12 @@ class _Truncated(Exception):
     """An answer shorter than its framing announced."""
 
 
-def _read_bounded(response: urllib3.BaseHTTPResponse, max_bytes: int) -> bytes:
+def _read_bounded(response: urllib3.BaseHTTPResponse, max_bytes: int, declared: int | None) -> bytes:
     # In chunks: one read(max_bytes + 1) makes Python 3.9's http.client allocate the full 6 MB.
+    # Up to the declared length, when there is one: no last read to learn that nothing follows.
     chunks = []
     size = 0
-    while size <= max_bytes:
+    while size <= max_bytes and (declared is None or size < declared):
         chunk = response.read(65536, decode_content=False)
         if not chunk:
             break
@@ -3880,7 +3881,16 @@ class _AgentReader:
     """Exactly-sized reads off a socket, all before one deadline; a small request takes one recv()."""
 
     def __init__(self, sock: socket.socket, deadline: float) -> None:
+        import socket
+
         self._sock, self._deadline, self._buffer = sock, deadline, b""
+        try:  # without a timeout set: one recv() system call, not ioctl + poll + recv
+            self._buffer = sock.recv(65536, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            pass
+        else:
+            if not self._buffer:
+                raise EOFError
 
     def exact(self, size: int) -> bytes:
         import socket
