@@ -1715,6 +1715,7 @@ class _Transport:
         self._pin_file = pin_file
         self._environ = environ
         self._managers: dict[tuple[object, ...], urllib3.PoolManager] = {}
+        self._pools: dict[tuple[object, ...], urllib3.HTTPConnectionPool] = {}  # send()'s, by URL origin
         self._ready: list[HTTPSConnection] = []  # connections that became ready during the current request
         self._pool_class: type[urllib3.HTTPSConnectionPool] | None = None
 
@@ -1731,7 +1732,14 @@ class _Transport:
 
         mutual = client_cert is not None
         leaf_check = self._check_leaf_dates if self._clock.behind() else None
-        manager = self._manager(ca, client_cert, url, leaf_check)
+        origin = url[:url.find("/", len("https://"))]
+        proxy_settings = tuple(self._environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"))
+        key = (ca, client_cert, origin, leaf_check is None, proxy_settings)
+        pool = self._pools.get(key)
+        if pool is None or pool.pool is None:  # pool None: closed, its manager had too many hosts
+            host, port = _host_port(url)
+            pool = self._pools[key] = self._manager(ca, client_cert, url, leaf_check).connection_from_host(
+                host, port, "https")
         started = time.monotonic()
         self._ready.clear()
         expired: list[bool] = []
@@ -1746,8 +1754,7 @@ class _Transport:
         try:
             # The pool of this host, and the path: PoolManager.request would parse the URL once
             # more, a byte-by-byte loop over the path in urllib3 2 (the function's quoted ARN).
-            host, port = _host_port(url)
-            response = manager.connection_from_host(host, port, "https").urlopen(
+            response = pool.urlopen(
                 method, "/" + url.split("://", 1)[1].partition("/")[2], body=body, assert_same_host=False,
                 headers=dict(headers, **{"Accept-Encoding": "identity"}),
                 timeout=urllib3.Timeout(connect=self.connect_timeout, read=read_timeout), retries=False,
@@ -2432,10 +2439,15 @@ def _conf_value(conf_text: str, name: str) -> str | None:
 
 def _signed_headers(method: str, url: str, headers: dict[str, str], body: bytes, creds: Credentials, service: str,
                     region: str, now: float) -> dict[str, str]:
-    """Sign with botocore's SigV4Auth at time ``now`` (the corrected clock, which add_auth cannot take)."""
+    """Sign with botocore's SigV4Auth at time ``now`` (the corrected clock, which add_auth cannot take).
+    The Host header is set here, as http.client would send it: botocore would otherwise parse the URL
+    for it twice per signature, and what is signed is then what is sent."""
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
 
+    host, port = _host_port(url)
+    host = "[%s]" % host.lower() if ":" in host else host.lower()
+    headers = dict(headers, Host=host if port == 443 else "%s:%d" % (host, port))
     request = AWSRequest(method=method, url=url, headers=headers, data=body)
     signer = SigV4Auth(creds, service, region)
     request.context["timestamp"] = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
