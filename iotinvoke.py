@@ -1733,8 +1733,9 @@ class _Transport:
         mutual = client_cert is not None
         leaf_check = self._check_leaf_dates if self._clock.behind() else None
         origin = url[:url.find("/", len("https://"))]
-        proxy_settings = tuple(self._environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"))
-        key = (ca, client_cert, origin, leaf_check is None, proxy_settings)
+        environ = self._environ
+        key = (ca, client_cert, origin, leaf_check is None, environ.get("HTTPS_PROXY"), environ.get("https_proxy"),
+               environ.get("NO_PROXY"), environ.get("no_proxy"))
         pool = self._pools.get(key)
         if pool is None or pool.pool is None:  # pool None: closed, its manager had too many hosts
             host, port = _host_port(url)
@@ -3001,8 +3002,9 @@ class Client:
         if cached is None or not cached.fresh(now):
             cached = self._cache.get(key)
         if cached is not None and cached.fresh(now) and cached.token != refused:
-            self._log("cache: %s fresh until %s, then refreshed (expires %s)" % (
-                key[:3], _iso8601(cached.refresh_at()), _iso8601(cached.expiration)))
+            if self.log is not None:
+                self._log("cache: %s fresh until %s, then refreshed (expires %s)" % (
+                    key[:3], _iso8601(cached.refresh_at()), _iso8601(cached.expiration)))
             self._memory[key] = cached
             return cached
         self._log("cache: %s %s" % (key[:3], "refused by AWS" if refused else "absent" if cached is None else
