@@ -3668,7 +3668,7 @@ AGENT_MAX_CALLERS = 32  # requests executing at once, each with its own warm Cli
 AGENT_MAX_CONNECTIONS = 128  # connections being read, waiting or executing; beyond: agent-busy
 AGENT_QUEUE_WAIT_S = 5.0  # a complete request waits this long for one of the AGENT_MAX_CALLERS
 AGENT_BUSY_RETRY_S = 1.0  # the wait an agent-busy answer asks for
-AGENT_WORKER_IDLE_S = 60.0  # a connection thread without a connection for this long ends
+AGENT_WORKER_IDLE_S = 60.0  # a worker without a connection for this long ends, if another one waits
 AGENT_STOP_WAIT_S = 60.0  # SIGTERM: invokes in flight may finish this long (systemd waits 90 s)
 # Refusals of hops 1-2 that retrying won't fix are kept briefly, as AWS IoT Greengrass' token
 # exchange service does (credentialRetryInSec: clientError 120 s for 4xx, serverError 60 s for 5xx;
@@ -3975,7 +3975,7 @@ def _agent_scan(argv: list[str]) -> tuple[dict[str, str], list[str]]:
 
 
 class _Agent:
-    """The server: an accepting loop, one thread per connection (bounded), a pool of warm Clients."""
+    """The server: workers that each accept a connection and serve it (bounded), a pool of warm Clients."""
 
     def __init__(
         self,
