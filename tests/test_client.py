@@ -180,3 +180,27 @@ def test_an_answer_lost_at_hop_2_is_transient_and_resent(config: Callable[..., i
                               **{"lambda": [response(200, b"1")]})
     assert client(config(), transport).invoke("dev", b"{}").payload == b"1"
     assert transport.count("sts") == 2
+
+
+@pytest.mark.parametrize("endpoint", ["https://lambda.eu-west-1.amazonaws.com", "https://LAMBDA.Example.com:8443",
+                                      "https://lambda.example.com:443", "https://[::1]:9443"])
+def test_the_signature_is_the_one_botocore_makes_from_the_url_alone(tmp_path: Path, endpoint: str) -> None:
+    """iotinvoke sets the Host header before botocore signs (botocore would parse the URL for it);
+    botocore's signer, left to derive the host from the URL itself, must reach the same signature."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    transport = FakeTransport(iot=[iot_ok()], sts=[Answer(200, STS_OK)], **{"lambda": [Answer(200, b"{}")]})
+    make_client(make_config(tmp_path, lambda_endpoint=endpoint), transport).invoke("dev", b'{"k": 1}')
+    sent = [options for hop, options in transport.sent if hop == "lambda"][0]
+    headers = dict(sent["headers"])
+    unsigned = {k: v for k, v in headers.items() if k not in ("Authorization", "X-Amz-Date", "X-Amz-Security-Token", "Host")}
+    request = AWSRequest(method="POST", url=sent["url"], headers=unsigned, data=b'{"k": 1}')
+    request.context["timestamp"] = headers["X-Amz-Date"]
+    signer = SigV4Auth(Credentials("ASIASTS", "sts-secret", "sts-token"), "lambda", "eu-west-1")
+    signer._modify_request_before_signing(request)
+    signature = signer.signature(signer.string_to_sign(request, signer.canonical_request(request)), request)
+    assert headers["Authorization"].endswith("Signature=" + signature), (headers, endpoint)
+    host = endpoint.split("://")[1].lower()
+    assert headers["Host"] == (host[:-len(":443")] if host.endswith(":443") else host)

@@ -277,6 +277,47 @@ def test_dripping_credentials_answer_ends_within_the_deadline(aws: StandIn, cert
     assert elapsed < baseline + (CONNECT_TIMEOUT + CREDENTIALS_TIMEOUT) * ATTEMPTS + 2, (elapsed, baseline)
 
 
+@pytest.mark.in_process
+def test_a_short_deadline_holds_while_a_longer_one_is_pending(aws: StandIn, certs: dict[str, tuple[Path, Path]],
+                                                              tmp_path: Path) -> None:
+    """One watchdog thread keeps the deadlines of every request in a process, as the agent serves
+    many callers at once: a dripping answer bounded at 2 s is cut at 2 s while another request,
+    armed first, waits with 60 s (a watchdog asleep until the earlier-armed deadline would let the
+    drip run on)."""
+    import threading
+
+    environ = {"IOTINVOKE_CACHE_DIR": str(tmp_path / "cache")}
+    sleeper = config_with(aws.config_path, defaults=SETTINGS, extra=(
+        "[sleep]\nfunction = 111111111111:function:iotinvoke-tools-sleep\n"
+        "role_arn = arn:aws:iam::111111111111:role/iotinvoke-tools\nregion = ap-northeast-1\n"))
+    outcome: dict[str, tuple[str, float]] = {}
+
+    def call(name: str, client: iotinvoke.Client, env: str, payload: bytes, read_timeout: float) -> None:
+        started = time.monotonic()
+        try:
+            client.invoke(env, payload, read_timeout=read_timeout)
+            outcome[name] = ("ok", time.monotonic() - started)
+        except iotinvoke.IotInvokeError as e:
+            outcome[name] = (e.reason or "", time.monotonic() - started)
+
+    patient = iotinvoke.Client(iotinvoke.load_config(str(sleeper), environ), environ=environ)
+    patient.credentials("sleep")  # hops 1-2 now: only the invokes are timed
+    with front(aws, "lambda", certs["ip"], mode="drip", drip_rate=8) as mitm:
+        hurried = iotinvoke.Client(iotinvoke.load_config(str(fronted(aws, "lambda", mitm.url())), environ),
+                                   environ=environ)
+        hurried.credentials("dev")
+        # The hops' deadlines pass: the watchdog sleeps long, and only a new earlier deadline wakes it.
+        time.sleep(CONNECT_TIMEOUT + CREDENTIALS_TIMEOUT + 0.5)
+        first = threading.Thread(target=call, args=("patient", patient, "sleep", b'{"seconds": 2.5}', 60.0))
+        first.start()
+        time.sleep(0.5)  # its deadline, 61 s away, is armed first
+        call("hurried", hurried, "dev", b"{}", 2.0)
+        first.join(30)
+    assert outcome["hurried"][0] == "answer-timeout", outcome
+    assert outcome["hurried"][1] < CONNECT_TIMEOUT + 2.0 + 1.5, outcome
+    assert outcome["patient"][0] == "ok", outcome
+
+
 # --- TLS -----------------------------------------------------------------------------------------------
 
 
