@@ -589,6 +589,32 @@ def test_hostile_callers_do_not_harm_the_others(agent: Agent, aws: StandIn) -> N
     assert agent.proc.poll() is None
 
 
+def test_the_caller_beyond_the_bound_is_told_busy_at_once(agent: Agent, aws: StandIn) -> None:
+    """128 callers that connect and say nothing hold every connection the agent serves (its workers
+    wait up to 10 s for their requests); the next caller is answered 75 [agent-busy] at once by the
+    one spare worker, and nothing runs; once they hang up, a call goes through."""
+    assert ask(agent.path, "dev", '{"test":"test1"}').stdout == SEED_ANSWER  # the watchdog thread is up
+    aws.reset_counts()
+    holding = []
+    try:
+        for _ in range(128):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(str(agent.path))
+            holding.append(sock)
+        # The main thread, the watchdog, 128 workers reading and one waiting.
+        wait_for(lambda: agent.threads() >= 131, what="a worker for each silent caller, and a spare")
+        started = time.monotonic()
+        over = ask(agent.path, "dev", '{"test":"test1"}', timeout=30)
+        assert over.code == 75 and over.lines[-1].endswith("[agent-busy; retry after 1 s]"), over
+        assert time.monotonic() - started < 5
+        assert agent.threads() <= 128 + 4
+    finally:
+        for sock in holding:
+            sock.close()
+    assert aws.count("lambda") == 0  # the refused caller sent nothing
+    assert ask(agent.path, "dev", '{"test":"test1"}').stdout == SEED_ANSWER
+
+
 # --- connections kept alive ----------------------------------------------------------------------
 
 def count_accepts(aws: StandIn, hop: str) -> tuple[list[int], Any]:
