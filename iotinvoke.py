@@ -4097,29 +4097,26 @@ class _Agent:
             timeout = 1.0 if busy else max(0.05, self.settings.idle_exit_s - idle_for)
         return watched, timeout
 
-    def _refuse_stopping(self) -> None:
+    def _refuse_stopping(self) -> bool:
+        """Answer one caller waiting in the backlog "agent-stopping"; False when none waits."""
         try:
             sock, _ = self.listener.accept()
         except OSError:
-            return
+            return False
         self._answer_now(sock, EX_TEMPFAIL, _agent_line("the agent is stopping; nothing was invoked",
                                                         "agent-stopping", AGENT_BUSY_RETRY_S))
+        return True
 
     def sweep(self) -> None:
         """After the socket file is gone: answer whoever is still in the backlog, then close."""
         self.stopping.set()
-        while True:
-            try:
-                sock, _ = self.listener.accept()
-            except OSError:
-                break
-            self._answer_now(sock, EX_TEMPFAIL, _agent_line("the agent is stopping; nothing was invoked",
-                                                            "agent-stopping", AGENT_BUSY_RETRY_S))
+        while self._refuse_stopping():
+            pass
 
     # -- the workers: each accepts a connection and serves it
 
     def _spawn_worker(self) -> bool:
-        """One more worker waiting for a connection (the caller counted it in _workers, _waiting)."""
+        """Start one more worker, counted as waiting for a connection; False when no thread can start."""
         import threading
 
         with self._lock:
