@@ -63,7 +63,7 @@ def test_bench_quick_run_prints_the_report(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "bench"), "--runs", "3", "--warmup", "1",
          "--stream-count", "20", "--stream-repeats", "1", "--sets", ",".join(SETS), "--no-callgrind",
-         "--seed", "1", "--dir", str(tmp_path), "--agent-against", "HEAD"],
+         "--seed", "1", "--dir", str(tmp_path), "--agent-against", "HEAD", "--agent-floor"],
         cwd=ROOT, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr[-3000:]
     report = done.stdout
@@ -100,6 +100,9 @@ def test_bench_quick_run_prints_the_report(tmp_path: Path) -> None:
     for key in SETS:  # --agent-against: the committed version's agent, side by side, in the same rounds
         rows = [line for line in lines if line.startswith(f"| agent at HEAD, {key} |")]
         assert len(rows) == 1 and _number(_cells(rows[0])[5]) > 0, report
+        for library in ("urllib3", "http.client"):  # --agent-floor: its two agents, answering in the same rounds
+            rows = [line for line in lines if line.startswith(f"| floor agent, botocore + {library}, {key} |")]
+            assert len(rows) == 1 and _number(_cells(rows[0])[5]) > 0 and _cells(rows[0])[7].endswith("×"), report
     assert "## Import time of a warm call" in report
     imports = [line for line in lines if line.startswith("| ") and "`botocore" in line]
     assert imports, report
