@@ -97,6 +97,10 @@ def test_bench_quick_run_prints_the_report(tmp_path: Path) -> None:
     assert "## Streaming" in report
     streamed = [line for line in lines if line.startswith("| current |") or line.startswith("| debian12 |")]
     assert len(streamed) == 2 and all(_number(_cells(line)[2]) > 0 for line in streamed), report
+    for line in streamed:  # the ratio is to the `-m` calls run beside --stream, shown in the same row
+        per_call, rate, ratio = _number(_cells(line)[1]), _number(_cells(line)[2]), _number(_cells(line)[5])
+        assert abs(ratio - rate / per_call) <= 0.06 * ratio + 0.1, line
+    assert "5 of them (wall time, median) run before each `--stream` run" in report
     for key in SETS:  # --agent-against: the committed version's agent, side by side, in the same rounds
         rows = [line for line in lines if line.startswith(f"| agent at HEAD, {key} |")]
         assert len(rows) == 1 and _number(_cells(rows[0])[5]) > 0, report
