@@ -100,6 +100,8 @@ def test_bench_quick_run_prints_the_report(tmp_path: Path) -> None:
     for line in streamed:  # the ratio is to the `-m` calls run beside --stream, shown in the same row
         per_call, rate, ratio = _number(_cells(line)[1]), _number(_cells(line)[2]), _number(_cells(line)[5])
         assert abs(ratio - rate / per_call) <= 0.06 * ratio + 0.1, line
+        module_cpu, stream_cpu, cpu_ratio = (_number(cell) for cell in _cells(line)[6:9])
+        assert 0 < stream_cpu < module_cpu and abs(cpu_ratio - module_cpu / stream_cpu) <= 0.06 * cpu_ratio + 0.1, line
     assert "5 of them (wall time, median) run before each `--stream` run" in report
     for key in SETS:  # --agent-against: the committed version's agent, side by side, in the same rounds
         rows = [line for line in lines if line.startswith(f"| agent at HEAD, {key} |")]
