@@ -36,7 +36,10 @@ def test_a_signal_mid_invoke_says_the_function_may_have_run(aws: StandIn, tmp_pa
     warm(aws, tmp_path, "sleep")
     before = len(aws.invocations)
     argv = [PYTHON, str(SCRIPT), "--config", str(aws.config_path), "sleep", '{"seconds": 2.5}']
-    proc = subprocess.Popen(argv, env=environment(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # The signal's default disposition, as a C program's child has it: a runner started under
+    # nohup (SIGHUP ignored) or in a shell's background (SIGINT ignored) would pass its own on.
+    proc = subprocess.Popen(argv, env=environment(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signum, signal.SIG_DFL))
     deadline = time.monotonic() + 20
     while len(aws.invocations) == before and time.monotonic() < deadline:
         time.sleep(0.02)  # until the stand-in runs the function: the invoke is on the way
@@ -47,6 +50,25 @@ def test_a_signal_mid_invoke_says_the_function_may_have_run(aws: StandIn, tmp_pa
     lines = err.decode().splitlines()
     assert lines == ["iotinvoke: %s after the invoke was sent: the function may have run [%s]" % (name, name)]
     assert out == b""
+
+
+def test_a_hangup_ignored_at_start_stays_ignored(aws: StandIn, tmp_path: Path) -> None:
+    # `nohup iotinvoke ...` (or a parent that ignores SIGHUP) means: finish even when the terminal
+    # goes. iotinvoke handles SIGHUP only where it found the default disposition (POSIX nohup).
+    warm(aws, tmp_path, "sleep")
+    before = len(aws.invocations)
+    argv = [PYTHON, str(SCRIPT), "--config", str(aws.config_path), "sleep", '{"seconds": 1.5}']
+    proc = subprocess.Popen(argv, env=environment(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    deadline = time.monotonic() + 20
+    while len(aws.invocations) == before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGHUP)
+    out, err = proc.communicate(timeout=30)
+    OUTPUTS.extend([out, err])
+    assert proc.returncode == 0 and err == b"", err
+    assert json.loads(out) == {"slept": 1.5}, out
+    assert len(aws.invocations) == before + 1
 
 
 def test_a_signal_before_anything_was_sent_says_so(aws: StandIn, tmp_path: Path) -> None:
