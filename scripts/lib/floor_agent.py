@@ -109,7 +109,10 @@ def main(argv: list[str]) -> int:
     while True:
         sock, _ = listener.accept()
         with sock:
-            body = read_request(sock)
+            try:
+                body = read_request(sock)
+            except (EOFError, OSError):
+                continue  # a caller that hung up: nothing was sent
             request = AWSRequest(method="POST", url=url, data=body, headers={"Host": host_header})
             SigV4Auth(credentials, "lambda", region).add_auth(request)
             status, out = send(dict(request.headers.items()), body)
@@ -119,4 +122,10 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except subprocess.CalledProcessError as e:  # the bench prints this log when the agent does not start
+        sys.exit("floor_agent.py: iotinvoke.py --credential-process failed (exit %d): %s"
+                 % (e.returncode, "".join((e.stderr or "").strip().splitlines()[-1:])))
+    except Exception as e:
+        sys.exit("floor_agent.py: %s: %s" % (type(e).__name__, e))
